@@ -1,0 +1,83 @@
+//! The heartbeat worker: every interval, find the controllers (DNS names or seeds)
+//! and tell each this node's address, capacity, usage and chunk count.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redcloud_common::discovery::Resolver;
+use redcloud_common::http::HttpClient;
+use redcloud_common::wire::{Heartbeat, HeartbeatAck};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::CONTROLLER_HTTP_PORT;
+use crate::node::Node;
+
+/// Runs until `shutdown`.
+pub async fn run(
+    node: Arc<Node>,
+    controllers: Vec<String>,
+    interval: Duration,
+    secret: Option<String>,
+    shutdown: CancellationToken,
+) {
+    let resolver = Resolver::new();
+    let client = HttpClient::new(interval.max(Duration::from_secs(1)), secret);
+    let mut last_reached = usize::MAX;
+    loop {
+        let targets = resolver
+            .resolve_all(&controllers, CONTROLLER_HTTP_PORT)
+            .await;
+        let (capacity, free) = node.disk_space();
+        let hb = Heartbeat {
+            node_id: node.id.clone(),
+            grpc_addr: node.grpc_addr.clone(),
+            http_addr: node.http_addr.clone(),
+            capacity_bytes: capacity,
+            free_bytes: free,
+            used_bytes: node.store.used_bytes(),
+            chunk_count: node.store.chunk_count(),
+        };
+        let calls = targets.iter().map(|addr| {
+            let client = client.clone();
+            let hb = hb.clone();
+            async move {
+                client
+                    .post_json::<_, HeartbeatAck>(
+                        &addr.to_string(),
+                        "/internal/chunkserver/heartbeat",
+                        &hb,
+                    )
+                    .await
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut reached = 0;
+        for r in results {
+            match r {
+                Ok(_) => {
+                    reached += 1;
+                    node.metrics.heartbeats_sent.inc();
+                }
+                Err(e) => {
+                    node.metrics.heartbeat_failures.inc();
+                    tracing::debug!("heartbeat failed: {e}");
+                }
+            }
+        }
+        if reached != last_reached {
+            if reached == 0 {
+                tracing::warn!(controllers = ?controllers, "no controller reachable for heartbeats");
+            } else {
+                tracing::info!(
+                    "heartbeats reach {reached} of {} controller(s)",
+                    targets.len()
+                );
+            }
+            last_reached = reached;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The state one chunkserver's services and workers share.
+
+use std::sync::Arc;
+
+use redcloud_common::NodeId;
+use redcloud_common::metrics::{Counter, Exposition};
+
+use crate::store::ChunkStore;
+
+/// Counters exported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub chunks_written: Counter,
+    pub bytes_written: Counter,
+    pub chunks_read: Counter,
+    pub bytes_read: Counter,
+    pub corrupt_reads: Counter,
+    pub heartbeats_sent: Counter,
+    pub heartbeat_failures: Counter,
+}
+
+/// One chunkserver: its identity, store and counters.
+#[derive(Debug)]
+pub struct Node {
+    pub id: NodeId,
+    pub store: Arc<ChunkStore>,
+    pub metrics: Metrics,
+    /// The gRPC address other nodes reach this one at.
+    pub grpc_addr: String,
+    /// The HTTP address of `/health` and `/metrics`.
+    pub http_addr: String,
+}
+
+impl Node {
+    /// (capacity, free) bytes of the file system holding the chunks; zeros if unknown.
+    pub fn disk_space(&self) -> (u64, u64) {
+        match rustix::fs::statvfs(self.store.root()) {
+            Ok(s) => (s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize),
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// The Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.metrics;
+        let (capacity, free) = self.disk_space();
+        let mut e = Exposition::new();
+        e.gauge(
+            "redcloud_chunkserver_chunks",
+            "Chunks stored.",
+            self.store.chunk_count(),
+        )
+        .gauge(
+            "redcloud_chunkserver_used_bytes",
+            "Bytes of chunk data stored.",
+            self.store.used_bytes(),
+        )
+        .gauge(
+            "redcloud_chunkserver_capacity_bytes",
+            "Size of the data file system.",
+            capacity,
+        )
+        .gauge(
+            "redcloud_chunkserver_free_bytes",
+            "Free space on the data file system.",
+            free,
+        )
+        .counter(
+            "redcloud_chunkserver_chunks_written_total",
+            "Chunks newly stored.",
+            m.chunks_written.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_bytes_written_total",
+            "Bytes newly stored.",
+            m.bytes_written.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_chunks_read_total",
+            "Chunks served after verification.",
+            m.chunks_read.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_bytes_read_total",
+            "Bytes served after verification.",
+            m.bytes_read.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_corrupt_reads_total",
+            "Reads that found a corrupt copy (removed, not served).",
+            m.corrupt_reads.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_heartbeats_sent_total",
+            "Heartbeats acknowledged by a controller.",
+            m.heartbeats_sent.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_heartbeat_failures_total",
+            "Heartbeats that failed.",
+            m.heartbeat_failures.get(),
+        );
+        e.finish()
+    }
+}

@@ -1,0 +1,163 @@
+//! Starting and stopping a chunkserver: bind, open the store, serve gRPC and HTTP,
+//! run the heartbeat worker, and drain everything on shutdown.
+
+use std::sync::Arc;
+
+use redcloud_common::discovery::advertise_addr;
+use redcloud_proto::MAX_MESSAGE_BYTES;
+use redcloud_proto::chunk::chunkserver_server::ChunkserverServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::node::{Metrics, Node};
+use crate::service::ChunkService;
+use crate::store::{ChunkStore, StoreError};
+
+/// Why a chunkserver could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use data directory {dir}: {source}")]
+    DataDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the chunk store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The two listening sockets of a chunkserver.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        Ok(Listeners {
+            grpc: bind(config.grpc_listen.clone()).await?,
+            http: bind(config.http_listen.clone()).await?,
+        })
+    }
+}
+
+/// A started chunkserver.
+pub struct Running {
+    pub node: Arc<Node>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until every server and worker has stopped (after shutdown is cancelled).
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts a chunkserver on `listeners`; it runs until `shutdown` is cancelled.
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
+    let dir_err = |source| StartError::DataDir {
+        dir: config.data_dir.display().to_string(),
+        source,
+    };
+    let id = redcloud_common::config::load_or_create_node_id(
+        &config.data_dir,
+        config.node_id.as_deref(),
+    )
+    .map_err(dir_err)?;
+    let dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || ChunkStore::open(&dir))
+        .await
+        .map_err(|e| dir_err(std::io::Error::other(e)))??;
+    let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
+    let http_local = listeners.http.local_addr().map_err(dir_err)?;
+    let grpc_addr = advertise_addr(config.advertise_addr.as_deref(), grpc_local);
+    // The HTTP address shares the advertised host, on the HTTP port.
+    let host = grpc_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
+    let http_addr = format!("{host}:{}", http_local.port());
+    let node = Arc::new(Node {
+        id,
+        store: Arc::new(store),
+        metrics: Metrics::default(),
+        grpc_addr,
+        http_addr,
+    });
+    if config.cluster_secret.is_none() {
+        tracing::warn!(
+            "no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated"
+        );
+    }
+    tracing::info!(
+        node_id = %node.id,
+        grpc = %node.grpc_addr,
+        http = %node.http_addr,
+        chunks = node.store.chunk_count(),
+        "chunkserver started"
+    );
+
+    let tasks = TaskTracker::new();
+    let svc = ChunkserverServer::new(ChunkService::new(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = TcpListenerStream::new(listeners.grpc);
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(16 * 1024 * 1024)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, sd.cancelled())
+            .await;
+        if let Err(e) = r {
+            tracing::error!("gRPC server failed: {e}");
+        }
+    });
+    let n = node.clone();
+    let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
+    tasks.spawn(redcloud_common::http::serve(
+        listeners.http,
+        handler,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::heartbeat::run(
+        node.clone(),
+        config.controllers.clone(),
+        config.heartbeat_interval,
+        config.cluster_secret.clone(),
+        shutdown.clone(),
+    ));
+    Ok(Running { node, tasks })
+}
+
+/// Starts a chunkserver and runs it until `shutdown` is cancelled.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    start(config, listeners, shutdown).await?.wait().await;
+    Ok(())
+}

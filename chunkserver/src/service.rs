@@ -1,0 +1,253 @@
+//! The gRPC chunk service: converts requests to domain types at the top of each
+//! handler and runs store work on the blocking pool.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::Stream;
+use redcloud_common::ChunkId;
+use redcloud_common::chunking::MAX_CHUNK_SIZE;
+use redcloud_proto::chunk::{self, chunkserver_server::Chunkserver};
+use redcloud_proto::chunk_client::{self, ChunkClient, PIECE};
+use redcloud_proto::convert;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::node::Node;
+use crate::store::{PutOutcome, StoreError};
+
+/// The one place store errors become gRPC statuses.
+impl From<StoreError> for Status {
+    fn from(e: StoreError) -> Status {
+        match &e {
+            StoreError::NotFound(_) => Status::not_found(e.to_string()),
+            StoreError::Corrupt(_) => Status::data_loss(e.to_string()),
+            StoreError::HashMismatch { .. } => Status::invalid_argument(e.to_string()),
+            StoreError::Io { .. } => Status::internal(e.to_string()),
+        }
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("store task failed: {e}")))?
+        .map_err(Status::from)
+}
+
+/// The chunk service of one node.
+#[derive(Clone)]
+pub struct ChunkService {
+    node: Arc<Node>,
+}
+
+impl ChunkService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ChunkService { node }
+    }
+
+    async fn store_chunk(&self, id: ChunkId, data: bytes::Bytes) -> Result<PutOutcome, Status> {
+        let store = self.node.store.clone();
+        let len = data.len() as u64;
+        let outcome = blocking(move || store.put(&id, &data)).await?;
+        if outcome == PutOutcome::Stored {
+            self.node.metrics.chunks_written.inc();
+            self.node.metrics.bytes_written.add(len);
+        }
+        Ok(outcome)
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Chunkserver for ChunkService {
+    async fn put_chunk(
+        &self,
+        request: Request<Streaming<chunk::PutChunkRequest>>,
+    ) -> Result<Response<chunk::PutChunkResponse>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await? {
+            Some(chunk::PutChunkRequest {
+                msg: Some(chunk::put_chunk_request::Msg::Header(h)),
+            }) => h,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of PutChunk must be a header",
+                ));
+            }
+            None => return Err(Status::invalid_argument("empty PutChunk stream")),
+        };
+        let id = convert::chunk_id("header.chunk_id", &header.chunk_id)?;
+        let size = header.size as usize;
+        if header.size > MAX_CHUNK_SIZE as u64 {
+            return Err(Status::invalid_argument(format!(
+                "chunk size {} exceeds the maximum of {MAX_CHUNK_SIZE} bytes",
+                header.size
+            )));
+        }
+        let mut buf = BytesMut::with_capacity(size);
+        while let Some(msg) = stream.message().await? {
+            match msg.msg {
+                Some(chunk::put_chunk_request::Msg::Data(d)) => {
+                    if buf.len() + d.len() > size {
+                        return Err(Status::invalid_argument(format!(
+                            "PutChunk sent more than the {size} bytes its header declared"
+                        )));
+                    }
+                    buf.extend_from_slice(&d);
+                }
+                _ => {
+                    return Err(Status::invalid_argument(
+                        "PutChunk: only data may follow the header",
+                    ));
+                }
+            }
+        }
+        if buf.len() != size {
+            return Err(Status::invalid_argument(format!(
+                "truncated PutChunk stream: got {} of {size} bytes",
+                buf.len()
+            )));
+        }
+        let outcome = self.store_chunk(id, buf.freeze()).await?;
+        Ok(Response::new(chunk::PutChunkResponse {
+            already_present: outcome == PutOutcome::AlreadyPresent,
+            node_id: self.node.id.to_string(),
+        }))
+    }
+
+    type GetChunkStream = BoxStream<chunk::GetChunkResponse>;
+
+    async fn get_chunk(
+        &self,
+        request: Request<chunk::GetChunkRequest>,
+    ) -> Result<Response<Self::GetChunkStream>, Status> {
+        let id = convert::chunk_id("chunk_id", &request.get_ref().chunk_id)?;
+        let store = self.node.store.clone();
+        let data = match blocking(move || store.get(&id)).await {
+            Ok(d) => d,
+            Err(s) => {
+                if s.code() == tonic::Code::DataLoss {
+                    self.node.metrics.corrupt_reads.inc();
+                }
+                return Err(s);
+            }
+        };
+        self.node.metrics.chunks_read.inc();
+        self.node.metrics.bytes_read.add(data.len() as u64);
+        let pieces: Vec<_> = (0..data.len().max(1))
+            .step_by(PIECE)
+            .map(|off| {
+                Ok(chunk::GetChunkResponse {
+                    data: data.slice(off.min(data.len())..(off + PIECE).min(data.len())),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(pieces))))
+    }
+
+    type ListChunksStream = BoxStream<chunk::ListChunksResponse>;
+
+    async fn list_chunks(
+        &self,
+        _request: Request<chunk::ListChunksRequest>,
+    ) -> Result<Response<Self::ListChunksStream>, Status> {
+        let store = self.node.store.clone();
+        let ids = blocking(move || {
+            let mut ids = Vec::new();
+            store.for_each(|id, _| ids.push(id.to_hex()))?;
+            Ok(ids)
+        })
+        .await?;
+        let batches: Vec<_> = ids
+            .chunks(4096)
+            .map(|b| {
+                Ok(chunk::ListChunksResponse {
+                    chunk_ids: b.to_vec(),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
+    }
+
+    async fn delete_chunk(
+        &self,
+        request: Request<chunk::DeleteChunkRequest>,
+    ) -> Result<Response<chunk::DeleteChunkResponse>, Status> {
+        let id = convert::chunk_id("chunk_id", &request.get_ref().chunk_id)?;
+        let store = self.node.store.clone();
+        let existed = blocking(move || store.remove(&id)).await?;
+        Ok(Response::new(chunk::DeleteChunkResponse { existed }))
+    }
+
+    async fn replicate_from_peer(
+        &self,
+        request: Request<chunk::ReplicateFromPeerRequest>,
+    ) -> Result<Response<chunk::ReplicateFromPeerResponse>, Status> {
+        let req = request.into_inner();
+        let id = convert::chunk_id("chunk_id", &req.chunk_id)?;
+        let source = convert::required("source_address", &req.source_address)?;
+        if self.node.store.contains(&id) {
+            return Ok(Response::new(chunk::ReplicateFromPeerResponse {
+                already_present: true,
+                bytes_copied: 0,
+            }));
+        }
+        let channel = chunk_client::channel(source, chunk_client::Timeouts::default())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let data = ChunkClient::new(source, channel)
+            .get(id)
+            .await
+            .map_err(|e| Status::unavailable(format!("copy from peer failed: {e}")))?;
+        let len = data.len() as u64;
+        let outcome = self.store_chunk(id, data).await?;
+        Ok(Response::new(chunk::ReplicateFromPeerResponse {
+            already_present: outcome == PutOutcome::AlreadyPresent,
+            bytes_copied: len,
+        }))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<chunk::StatRequest>,
+    ) -> Result<Response<chunk::StatResponse>, Status> {
+        let req = request.into_inner();
+        if req.chunk_ids.len() > 100_000 {
+            return Err(Status::invalid_argument(
+                "Stat: at most 100000 chunk ids per call",
+            ));
+        }
+        let ids = req
+            .chunk_ids
+            .iter()
+            .map(|s| convert::chunk_id("chunk_ids", s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let store = self.node.store.clone();
+        let chunks = blocking(move || {
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let size = store.size_of(id);
+                    chunk::ChunkPresence {
+                        chunk_id: id.to_hex(),
+                        present: size.is_some(),
+                        size: size.unwrap_or(0),
+                    }
+                })
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        let (capacity, _) = self.node.disk_space();
+        Ok(Response::new(chunk::StatResponse {
+            node_id: self.node.id.to_string(),
+            capacity_bytes: capacity,
+            used_bytes: self.node.store.used_bytes(),
+            chunk_count: self.node.store.chunk_count(),
+            chunks,
+        }))
+    }
+}

@@ -1,0 +1,298 @@
+//! A small HTTP/1.1 layer over hyper for the internal routes, `/health` and `/metrics`:
+//! a server loop with graceful shutdown and a JSON client with timeouts.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Request bodies larger than this are refused with 413 before they are buffered.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// A request as handlers see it: method, path and the whole (bounded) body.
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    pub body: Bytes,
+    pub peer: SocketAddr,
+    /// The `x-redcloud-secret` header, if any.
+    pub secret: Option<String>,
+}
+
+/// A handler's answer.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
+        HttpResponse {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(body.into()),
+        }
+    }
+
+    pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(v) => HttpResponse {
+                status,
+                content_type: "application/json",
+                body: Bytes::from(v),
+            },
+            Err(e) => Self::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+
+    /// Prometheus text exposition format.
+    pub fn metrics(body: String) -> Self {
+        HttpResponse {
+            status: StatusCode::OK,
+            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            body: Bytes::from(body),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::text(StatusCode::NOT_FOUND, "no such route\n")
+    }
+}
+
+type BoxFut = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
+
+/// Routes a request to an answer.
+pub type Handler = Arc<dyn Fn(HttpRequest) -> BoxFut + Send + Sync>;
+
+/// Wraps an async function as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(HttpRequest) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HttpResponse> + Send + 'static,
+{
+    Arc::new(move |req| Box::pin(f(req)))
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then lets open
+/// connections finish their current request and returns.
+pub async fn serve(listener: TcpListener, handler: Handler, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!("http accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handler = handler.clone();
+                async move { Ok::<_, Infallible>(dispatch(req, peer, handler).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("http connection from {peer}: {e}"); } }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    handler: Handler,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            let resp = if too_big {
+                HttpResponse::text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body exceeds {MAX_BODY_BYTES} bytes\n"),
+                )
+            } else {
+                HttpResponse::text(StatusCode::BAD_REQUEST, format!("bad request body: {e}\n"))
+            };
+            return into_hyper(resp);
+        }
+    };
+    let secret = parts
+        .headers
+        .get(SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let req = HttpRequest {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        body,
+        peer,
+        secret,
+    };
+    into_hyper(handler(req).await)
+}
+
+fn into_hyper(r: HttpResponse) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(r.body));
+    *resp.status_mut() = r.status;
+    if let Ok(v) = r.content_type.parse() {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
+
+/// Header carrying the shared cluster secret on internal calls.
+pub const SECRET_HEADER: &str = "x-redcloud-secret";
+
+/// Why an HTTP call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("{url}: unreachable: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("{url}: timed out after {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("{url}: bad response: {reason}")]
+    BadResponse { url: String, reason: String },
+}
+
+/// A pooled HTTP/1.1 client for node-to-node calls.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    timeout: Duration,
+    secret: Option<String>,
+}
+
+impl HttpClient {
+    pub fn new(timeout: Duration, secret: Option<String>) -> Self {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(timeout));
+        let inner =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build(connector);
+        HttpClient {
+            inner,
+            timeout,
+            secret,
+        }
+    }
+
+    /// POSTs `body` as JSON to `http://{addr}{path}` and parses a JSON answer.
+    pub async fn post_json<B: serde::Serialize, R: serde::de::DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<R, HttpError> {
+        let url = format!("http://{addr}{path}");
+        let payload = serde_json::to_vec(body).map_err(|e| HttpError::BadResponse {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let bytes = self.call(Method::POST, &url, Bytes::from(payload)).await?;
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::BadResponse {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// GETs `http://{addr}{path}` and returns the body.
+    pub async fn get(&self, addr: &str, path: &str) -> Result<Bytes, HttpError> {
+        let url = format!("http://{addr}{path}");
+        self.call(Method::GET, &url, Bytes::new()).await
+    }
+
+    async fn call(&self, method: Method, url: &str, body: Bytes) -> Result<Bytes, HttpError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(url)
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(s) = &self.secret {
+            req = req.header(SECRET_HEADER, s);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| HttpError::Unreachable {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        let fut = async {
+            let resp = self
+                .inner
+                .request(req)
+                .await
+                .map_err(|e| HttpError::Unreachable {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?;
+            let status = resp.status();
+            let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| HttpError::BadResponse {
+                    url: url.to_string(),
+                    reason: e.to_string(),
+                })?
+                .to_bytes();
+            if !status.is_success() {
+                return Err(HttpError::Status {
+                    url: url.to_string(),
+                    status,
+                    body: String::from_utf8_lossy(&body).trim().to_string(),
+                });
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| HttpError::Timeout {
+                url: url.to_string(),
+                timeout: self.timeout,
+            })?
+    }
+}
