@@ -1,1 +1,20 @@
+//! The RedCloud controller: metadata in SQLite, the gRPC client API, the chunkserver
+//! registry, and the upload and download paths.
+//!
+//! Entry point: [`server::start`] / [`server::run`] with a [`config::Config`], the
+//! bound [`server::Listeners`] and a shutdown token. `main.rs` only parses flags.
 
+pub mod config;
+pub mod db;
+pub mod download;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod node;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod upload;
+
+pub use config::Config;
+pub use server::{Listeners, Running, StartError, run, start};

@@ -1,1 +1,23 @@
-fn main() {}
+use clap::Parser;
+use redcloud_controller::{Config, Listeners};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    redcloud_common::config::init_logging();
+    let config = Config::parse();
+    let shutdown = CancellationToken::new();
+    redcloud_common::shutdown::on_signal(shutdown.clone());
+    let result = async {
+        let listeners = Listeners::bind(&config).await?;
+        redcloud_controller::run(config, listeners, shutdown).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redcloud-controller: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Controller settings: every one a flag with an environment override and a default.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use redcloud_common::config::{parse_duration, parse_size};
+
+/// Runs a RedCloud controller: metadata, the client API and the chunkserver registry.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "redcloud-controller", version)]
+pub struct Config {
+    /// Directory holding this node's id and its SQLite database.
+    #[arg(long, env = "CONTROLLER_DATA_DIR", default_value = "redcloud-data/controller")]
+    pub data_dir: PathBuf,
+
+    /// This node's id; generated (`hostname-timestamp`) and persisted when unset.
+    #[arg(long, env = "CONTROLLER_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Address the gRPC client API listens on.
+    #[arg(long, env = "CONTROLLER_GRPC_LISTEN", default_value = "0.0.0.0:8700")]
+    pub grpc_listen: String,
+
+    /// Address the HTTP service (`/health`, `/metrics`, `/internal/...`) listens on.
+    #[arg(long, env = "CONTROLLER_HTTP_LISTEN", default_value = "0.0.0.0:8701")]
+    pub http_listen: String,
+
+    /// gRPC address other nodes and clients use to reach this one; detected when unset.
+    #[arg(long, env = "CONTROLLER_ADVERTISE_ADDR")]
+    pub advertise_addr: Option<String>,
+
+    /// Chunkservers that must durably hold every chunk before an upload is
+    /// acknowledged (capped by how many are healthy).
+    #[arg(long, env = "MIN_CHUNK_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub min_chunk_replicas: u32,
+
+    /// Size of the chunks files are cut into.
+    #[arg(long, env = "CHUNK_SIZE", default_value = "1MiB", value_parser = parse_chunk_size)]
+    pub chunk_size: u64,
+
+    /// A chunkserver not heard from for this long is marked failed.
+    #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub heartbeat_timeout: Duration,
+
+    /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
+    #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+}
+
+fn parse_chunk_size(s: &str) -> Result<u64, String> {
+    let v = parse_size(s)?;
+    let max = redcloud_common::chunking::MAX_CHUNK_SIZE as u64;
+    if v == 0 || v > max {
+        return Err(format!("chunk size must be between 1 byte and {max} bytes"));
+    }
+    Ok(v)
+}
+
+impl Config {
+    /// A configuration for tests and embedding: everything on loopback, port 0.
+    pub fn for_test(data_dir: PathBuf) -> Self {
+        Config {
+            data_dir,
+            node_id: None,
+            grpc_listen: "127.0.0.1:0".into(),
+            http_listen: "127.0.0.1:0".into(),
+            advertise_addr: None,
+            min_chunk_replicas: 2,
+            chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
+            heartbeat_timeout: Duration::from_secs(3),
+            cluster_secret: None,
+        }
+    }
+}

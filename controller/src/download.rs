@@ -1,0 +1,154 @@
+//! The download path: find the version, then fetch its chunks in order (a few ahead),
+//! each from the first replica that returns bytes matching the chunk's id.
+//!
+//! Invariant: no byte reaches the client unless it belongs to a chunk whose SHA-256
+//! matched its id. A replica that is down, slow or corrupt is skipped for the next.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use redcloud_common::{ChunkId, FileId, NodeId};
+use tokio::sync::mpsc;
+
+use crate::db;
+use crate::error::{ControllerError, Result};
+use crate::model::{ChunkRef, FileRecord};
+use crate::node::Node;
+
+/// Chunks fetched ahead of the one being sent.
+const PREFETCH: usize = 4;
+
+/// A single chunk read gives up on a replica after this long and tries the next.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bytes per message sent to the client.
+pub const PIECE: usize = 1024 * 1024;
+
+/// A version ready to be streamed.
+pub struct Opened {
+    pub file: FileRecord,
+    pub chunks: Vec<ChunkRef>,
+    locations: HashMap<ChunkId, Vec<NodeId>>,
+}
+
+/// Finds the current version of `owner/name`, or the version `version` (a file id).
+pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>) -> Result<Opened> {
+    let (owner, name) = (owner.to_string(), name.to_string());
+    node.db
+        .call(move |c| {
+            let file = match version {
+                Some(v) => db::file_version(c, &owner, &name, &v)?
+                    .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' has no version {v}")))?,
+                None => db::current_file(c, &owner, &name)?
+                    .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' not found")))?,
+            };
+            let chunks = db::file_chunks(c, &file.file_id)?;
+            let ids: Vec<ChunkId> = chunks.iter().map(|c| c.chunk_id).collect();
+            let locations = db::locations(c, &ids)?;
+            Ok(Opened { file, chunks, locations })
+        })
+        .await
+}
+
+/// Streams the file's bytes in order. The stream ends with an error if some chunk
+/// has no good replica left.
+pub fn stream(node: Arc<Node>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> {
+    let (tx, rx) = mpsc::channel(PREFETCH);
+    let Opened { file, chunks, locations } = opened;
+    let locations = Arc::new(locations);
+    let task_node = node.clone();
+    node.tasks.spawn(async move {
+        let node = task_node;
+        let fetches = futures::stream::iter(chunks)
+            .map(|c| {
+                let node = node.clone();
+                let locations = locations.clone();
+                async move { fetch_chunk(&node, &c, locations.get(&c.chunk_id).map(Vec::as_slice).unwrap_or(&[])).await }
+            })
+            .buffered(PREFETCH);
+        tokio::pin!(fetches);
+        let mut sent = 0u64;
+        while let Some(r) = fetches.next().await {
+            match r {
+                Ok(data) => {
+                    for off in (0..data.len()).step_by(PIECE) {
+                        let piece = data.slice(off..(off + PIECE).min(data.len()));
+                        sent += piece.len() as u64;
+                        if tx.send(Ok(piece)).await.is_err() {
+                            return; // the client went away
+                        }
+                    }
+                }
+                Err(e) => {
+                    node.metrics.download_failures.inc();
+                    tracing::error!(name = %file.name, "download failed: {e}");
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+        }
+        node.metrics.downloads.inc();
+        node.metrics.download_bytes.add(sent);
+    });
+    rx
+}
+
+/// Reads one chunk from the best replica, failing over to the next on any error.
+pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> Result<Bytes> {
+    // Recorded holders that are healthy first (rotated so reads spread across
+    // replicas), then other healthy chunkservers, then recorded holders that are not
+    // currently healthy.
+    let healthy = node.registry.healthy();
+    let mut order: Vec<(NodeId, String)> = Vec::new();
+    let mut held: Vec<_> = healthy.iter().filter(|c| holders.contains(&c.node_id)).collect();
+    if !held.is_empty() {
+        let rot = chunk.index as usize % held.len();
+        held.rotate_left(rot);
+    }
+    order.extend(held.iter().map(|c| (c.node_id.clone(), c.grpc_addr.clone())));
+    for c in &healthy {
+        if !holders.contains(&c.node_id) {
+            order.push((c.node_id.clone(), c.grpc_addr.clone()));
+        }
+    }
+    for h in holders {
+        if let Some((rec, false)) = node.registry.get(h) {
+            order.push((rec.node_id, rec.grpc_addr));
+        }
+    }
+    let mut tried = Vec::new();
+    for (i, (id, addr)) in order.iter().enumerate() {
+        if i > 0 {
+            node.metrics.chunk_read_failovers.inc();
+        }
+        let client = match node.chunk_client(addr) {
+            Ok(c) => c,
+            Err(e) => {
+                tried.push(e.to_string());
+                continue;
+            }
+        };
+        match tokio::time::timeout(READ_TIMEOUT, client.get(chunk.chunk_id)).await {
+            Ok(Ok(data)) if data.len() as u64 == chunk.size => return Ok(data),
+            Ok(Ok(data)) => tried.push(format!("{addr}: wrong size {} (expected {})", data.len(), chunk.size)),
+            Ok(Err(e)) => {
+                if matches!(e, redcloud_proto::chunk_client::ChunkCallError::Unreachable { .. }) {
+                    node.registry.report_failure(id);
+                }
+                tracing::warn!(chunk = %chunk.chunk_id, "chunk read failed, trying another replica: {e}");
+                tried.push(e.to_string());
+            }
+            Err(_) => {
+                node.registry.report_failure(id);
+                tried.push(format!("{addr}: no answer within {READ_TIMEOUT:?}"));
+            }
+        }
+    }
+    Err(ControllerError::ChunkUnavailable {
+        chunk: chunk.chunk_id,
+        tried: if tried.is_empty() { "no chunkserver is available".into() } else { tried.join("; ") },
+    })
+}

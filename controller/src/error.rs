@@ -1,0 +1,51 @@
+//! The controller's error type, and the one place it becomes a gRPC status.
+
+use redcloud_common::ChunkId;
+use tonic::Status;
+
+/// What went wrong, phrased so the caller knows what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// The request is malformed: fix it and resend.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// No such file (or version).
+    #[error("{0}")]
+    NotFound(String),
+    /// No healthy chunkserver is registered: start one, or wait for heartbeats.
+    #[error("no chunkserver available: none has sent a heartbeat within the heartbeat timeout")]
+    NoChunkservers,
+    /// Fewer chunkservers than required stored a chunk: retry later.
+    #[error("only {got} of the {need} required chunkservers stored chunk {chunk}: {errors}")]
+    InsufficientReplicas {
+        chunk: ChunkId,
+        got: usize,
+        need: usize,
+        errors: String,
+    },
+    /// Every copy of a chunk is unreachable or corrupt.
+    #[error("chunk {chunk} is unavailable: {tried}")]
+    ChunkUnavailable { chunk: ChunkId, tried: String },
+    /// The metadata store failed.
+    #[error("metadata store error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ControllerError> for Status {
+    fn from(e: ControllerError) -> Status {
+        let msg = e.to_string();
+        match e {
+            ControllerError::InvalidArgument(_) => Status::invalid_argument(msg),
+            ControllerError::NotFound(_) => Status::not_found(msg),
+            ControllerError::NoChunkservers | ControllerError::InsufficientReplicas { .. } => {
+                Status::unavailable(msg)
+            }
+            ControllerError::ChunkUnavailable { .. } => Status::unavailable(msg),
+            ControllerError::Db(_) | ControllerError::Internal(_) => Status::internal(msg),
+        }
+    }
+}
+
+pub type Result<T, E = ControllerError> = std::result::Result<T, E>;

@@ -1,0 +1,200 @@
+//! The chunkserver registry: who exists (from SQLite, replicated), who is healthy
+//! (from heartbeats this controller received), and their last reported usage.
+//!
+//! Health: a chunkserver is healthy while its last heartbeat is younger than
+//! `HEARTBEAT_TIMEOUT`. A failed call marks it suspect until its next heartbeat, so
+//! a killed node stops being picked at once rather than after the timeout.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redcloud_common::NodeId;
+use redcloud_common::wire::Heartbeat;
+
+use crate::model::ChunkserverRecord;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    record: ChunkserverRecord,
+    last_heartbeat: Option<Instant>,
+    suspect_since: Option<Instant>,
+    capacity_bytes: u64,
+    free_bytes: u64,
+    used_bytes: u64,
+    chunk_count: u64,
+}
+
+/// One chunkserver as the status API shows it.
+#[derive(Debug, Clone)]
+pub struct ChunkserverView {
+    pub record: ChunkserverRecord,
+    pub healthy: bool,
+    pub last_heartbeat_age: Option<Duration>,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+    pub used_bytes: u64,
+    pub chunk_count: u64,
+}
+
+/// `std` mutex: every critical section is a map lookup, never across an `.await`.
+#[derive(Debug)]
+pub struct Registry {
+    entries: Mutex<HashMap<NodeId, Entry>>,
+    timeout: Duration,
+}
+
+impl Registry {
+    pub fn new(timeout: Duration) -> Self {
+        Registry {
+            entries: Mutex::new(HashMap::new()),
+            timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<NodeId, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds chunkservers known from the database (not healthy until they report).
+    pub fn load(&self, records: Vec<ChunkserverRecord>) {
+        let mut m = self.lock();
+        for record in records {
+            m.entry(record.node_id.clone()).or_insert(Entry {
+                record,
+                last_heartbeat: None,
+                suspect_since: None,
+                capacity_bytes: 0,
+                free_bytes: 0,
+                used_bytes: 0,
+                chunk_count: 0,
+            });
+        }
+    }
+
+    /// Takes a heartbeat. Returns the record if it is new or its addresses changed
+    /// (the caller persists it).
+    pub fn heartbeat(&self, hb: &Heartbeat) -> Option<ChunkserverRecord> {
+        let record = ChunkserverRecord {
+            node_id: hb.node_id.clone(),
+            grpc_addr: hb.grpc_addr.clone(),
+            http_addr: hb.http_addr.clone(),
+        };
+        let mut m = self.lock();
+        let e = m.entry(hb.node_id.clone()).or_insert_with(|| Entry {
+            record: record.clone(),
+            last_heartbeat: None,
+            suspect_since: None,
+            capacity_bytes: 0,
+            free_bytes: 0,
+            used_bytes: 0,
+            chunk_count: 0,
+        });
+        let changed = e.last_heartbeat.is_none() || e.record != record;
+        if !e.healthy_at(Instant::now(), self.timeout) {
+            tracing::info!(node = %hb.node_id, addr = %hb.grpc_addr, "chunkserver is healthy");
+        }
+        e.record = record.clone();
+        e.last_heartbeat = Some(Instant::now());
+        e.suspect_since = None;
+        e.capacity_bytes = hb.capacity_bytes;
+        e.free_bytes = hb.free_bytes;
+        e.used_bytes = hb.used_bytes;
+        e.chunk_count = hb.chunk_count;
+        changed.then_some(record)
+    }
+
+    /// Marks a chunkserver suspect after a failed call: it is not picked again until
+    /// its next heartbeat.
+    pub fn report_failure(&self, id: &NodeId) {
+        if let Some(e) = self.lock().get_mut(id) {
+            if e.suspect_since.is_none() {
+                tracing::warn!(node = %id, "chunkserver call failed; not using it until its next heartbeat");
+            }
+            e.suspect_since = Some(Instant::now());
+        }
+    }
+
+    /// Healthy chunkservers, ordered by node id.
+    pub fn healthy(&self) -> Vec<ChunkserverRecord> {
+        let now = Instant::now();
+        let mut v: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| e.healthy_at(now, self.timeout))
+            .map(|e| e.record.clone())
+            .collect();
+        v.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        v
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<(ChunkserverRecord, bool)> {
+        let now = Instant::now();
+        self.lock()
+            .get(id)
+            .map(|e| (e.record.clone(), e.healthy_at(now, self.timeout)))
+    }
+
+    /// Every known chunkserver, ordered by node id.
+    pub fn snapshot(&self) -> Vec<ChunkserverView> {
+        let now = Instant::now();
+        let mut v: Vec<_> = self
+            .lock()
+            .values()
+            .map(|e| ChunkserverView {
+                record: e.record.clone(),
+                healthy: e.healthy_at(now, self.timeout),
+                last_heartbeat_age: e.last_heartbeat.map(|t| now.duration_since(t)),
+                capacity_bytes: e.capacity_bytes,
+                free_bytes: e.free_bytes,
+                used_bytes: e.used_bytes,
+                chunk_count: e.chunk_count,
+            })
+            .collect();
+        v.sort_by(|a, b| a.record.node_id.cmp(&b.record.node_id));
+        v
+    }
+}
+
+impl Entry {
+    fn healthy_at(&self, now: Instant, timeout: Duration) -> bool {
+        match self.last_heartbeat {
+            Some(t) => now.duration_since(t) < timeout && self.suspect_since.is_none(),
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(id: &str) -> Heartbeat {
+        Heartbeat {
+            node_id: NodeId::new(id).unwrap(),
+            grpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            capacity_bytes: 10,
+            free_bytes: 5,
+            used_bytes: 1,
+            chunk_count: 1,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_follows_heartbeats_and_failures() {
+        let r = Registry::new(Duration::from_secs(30));
+        assert!(r.heartbeat(&hb("a")).is_some());
+        assert!(r.heartbeat(&hb("a")).is_none(), "unchanged record is not re-persisted");
+        r.heartbeat(&hb("b"));
+        assert_eq!(r.healthy().len(), 2);
+        r.report_failure(&NodeId::new("a").unwrap());
+        assert_eq!(r.healthy().len(), 1);
+        r.heartbeat(&hb("a"));
+        assert_eq!(r.healthy().len(), 2);
+        tokio::time::advance(Duration::from_secs(31)).await;
+        // std Instant does not follow tokio's paused clock, so check the rule directly.
+        let e = r.lock().get(&NodeId::new("b").unwrap()).cloned().unwrap();
+        assert!(!e.healthy_at(Instant::now() + Duration::from_secs(31), Duration::from_secs(30)));
+    }
+}

@@ -1,0 +1,142 @@
+//! Starting and stopping a controller: bind, open the database, serve gRPC and
+//! HTTP, and drain everything on shutdown.
+
+use std::sync::Arc;
+
+use redcloud_common::discovery::advertise_addr;
+use redcloud_proto::MAX_MESSAGE_BYTES;
+use redcloud_proto::controller::controller_server::ControllerServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::db::{self, Db};
+use crate::error::ControllerError;
+use crate::node::Node;
+use crate::registry::Registry;
+use crate::service::ControllerService;
+
+/// Why a controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot use data directory {dir}: {source}")]
+    DataDir {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the metadata database: {0}")]
+    Db(#[from] ControllerError),
+}
+
+/// The two listening sockets of a controller.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let bind = |addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        Ok(Listeners {
+            grpc: bind(config.grpc_listen.clone()).await?,
+            http: bind(config.http_listen.clone()).await?,
+        })
+    }
+}
+
+/// A started controller.
+pub struct Running {
+    pub node: Arc<Node>,
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Waits until the servers and all background work have stopped (after shutdown).
+    pub async fn wait(self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.node.tasks.close();
+        self.node.tasks.wait().await;
+    }
+}
+
+/// Starts a controller on `listeners`; it runs until `shutdown` is cancelled.
+pub async fn start(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<Running, StartError> {
+    let dir_err = |source| StartError::DataDir {
+        dir: config.data_dir.display().to_string(),
+        source,
+    };
+    let id = redcloud_common::config::load_or_create_node_id(&config.data_dir, config.node_id.as_deref())
+        .map_err(dir_err)?;
+    let path = config.data_dir.join(format!("{id}.sqlite"));
+    let db = tokio::task::spawn_blocking(move || Db::open(&path))
+        .await
+        .map_err(|e| dir_err(std::io::Error::other(e)))??;
+    let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
+    let http_local = listeners.http.local_addr().map_err(dir_err)?;
+    let grpc_addr = advertise_addr(config.advertise_addr.as_deref(), grpc_local);
+    let host = grpc_addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+    let http_addr = format!("{host}:{}", http_local.port());
+
+    let registry = Registry::new(config.heartbeat_timeout);
+    registry.load(db.call(|c| db::chunkservers(c)).await?);
+    if config.cluster_secret.is_none() {
+        tracing::warn!("no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated");
+    }
+    let node = Arc::new(Node::new(
+        id,
+        config,
+        db,
+        registry,
+        grpc_addr,
+        http_addr,
+        shutdown.clone(),
+    ));
+    {
+        let (id, g, h, hlc) = (node.id.clone(), node.grpc_addr.clone(), node.http_addr.clone(), node.hlc.now());
+        node.db.call(move |c| db::upsert_controller(c, &id, &g, &h, hlc)).await?;
+    }
+    tracing::info!(node_id = %node.id, grpc = %node.grpc_addr, http = %node.http_addr, "controller started");
+
+    let tasks = TaskTracker::new();
+    let svc = ControllerServer::new(ControllerService::new(node.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let incoming = TcpListenerStream::new(listeners.grpc);
+    let sd = shutdown.clone();
+    tasks.spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(16 * 1024 * 1024)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, sd.cancelled())
+            .await;
+        if let Err(e) = r {
+            tracing::error!("gRPC server failed: {e}");
+        }
+    });
+    let n = node.clone();
+    let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
+    tasks.spawn(redcloud_common::http::serve(listeners.http, handler, shutdown.clone()));
+    Ok(Running { node, tasks })
+}
+
+/// Starts a controller and runs it until `shutdown` is cancelled.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), StartError> {
+    start(config, listeners, shutdown).await?.wait().await;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The gRPC client API. Each handler converts its request to domain types, calls
+//! the upload/download/db code, and converts back; errors become statuses in
+//! `error.rs` only.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use redcloud_common::FileId;
+use redcloud_proto::controller::{self as pb, controller_server::Controller};
+use redcloud_proto::convert;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::db;
+use crate::download;
+use crate::error::ControllerError;
+use crate::model::{ANONYMOUS, FileRecord};
+use crate::node::Node;
+use crate::upload::{self, UploadPart, UploadStart};
+
+/// The client API of one controller.
+#[derive(Clone)]
+pub struct ControllerService {
+    node: Arc<Node>,
+}
+
+impl ControllerService {
+    pub fn new(node: Arc<Node>) -> Self {
+        ControllerService { node }
+    }
+}
+
+fn file_info(f: &FileRecord) -> pb::FileInfo {
+    pb::FileInfo {
+        file_id: f.file_id.to_string(),
+        name: f.name.clone(),
+        owner: f.owner.clone(),
+        size: f.size,
+        sha256: f.sha256.clone(),
+        chunk_count: f.chunk_count,
+        chunk_size: f.chunk_size,
+        created_at_ms: f.created_at_ms,
+        public: f.public,
+    }
+}
+
+fn parse_version(v: &str) -> Result<Option<FileId>, Status> {
+    if v.is_empty() {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("version: {e}")))
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Controller for ControllerService {
+    async fn upload(&self, request: Request<Streaming<pb::UploadRequest>>) -> Result<Response<pb::UploadResponse>, Status> {
+        let mut stream = request.into_inner();
+        let start = match stream.message().await? {
+            Some(pb::UploadRequest {
+                msg: Some(pb::upload_request::Msg::Start(s)),
+            }) => s,
+            Some(_) => return Err(Status::invalid_argument("the first message of Upload must be `start`")),
+            None => return Err(Status::invalid_argument("empty Upload stream")),
+        };
+        let start = UploadStart {
+            owner: ANONYMOUS.to_string(),
+            name: start.name,
+            size: start.size,
+            public: start.public,
+        };
+        let parts = stream.map(|m| match m {
+            Ok(pb::UploadRequest {
+                msg: Some(pb::upload_request::Msg::Data(d)),
+            }) => Ok(UploadPart::Data(d)),
+            Ok(pb::UploadRequest {
+                msg: Some(pb::upload_request::Msg::Finish(f)),
+            }) => Ok(UploadPart::Finish { sha256: f.sha256 }),
+            Ok(_) => Err(ControllerError::InvalidArgument(
+                "Upload: after `start`, only `data` and `finish` messages are allowed".into(),
+            )),
+            Err(s) => Err(ControllerError::InvalidArgument(format!("upload stream broken: {}", s.message()))),
+        });
+        match upload::upload(self.node.clone(), start, parts).await {
+            Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {
+                file: Some(file_info(&file)),
+                replicas: replicas as u32,
+            })),
+            Err(e) => {
+                self.node.metrics.upload_failures.inc();
+                tracing::warn!("upload refused: {e}");
+                Err(e.into())
+            }
+        }
+    }
+
+    type DownloadStream = BoxStream<pb::DownloadResponse>;
+
+    async fn download(&self, request: Request<pb::DownloadRequest>) -> Result<Response<Self::DownloadStream>, Status> {
+        let req = request.into_inner();
+        let name = convert::required("name", &req.name)?;
+        let version = parse_version(&req.version)?;
+        let opened = download::open(&self.node, ANONYMOUS, name, version).await?;
+        let info = pb::DownloadResponse {
+            msg: Some(pb::download_response::Msg::Info(file_info(&opened.file))),
+        };
+        let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(self.node.clone(), opened)).map(|r| {
+            r.map(|d| pb::DownloadResponse {
+                msg: Some(pb::download_response::Msg::Data(d)),
+            })
+            .map_err(Status::from)
+        });
+        let out = futures::stream::once(async { Ok(info) }).chain(data);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+        let prefix = request.into_inner().prefix;
+        let files = self
+            .node
+            .db
+            .call(move |c| db::list_current(c, ANONYMOUS, &prefix))
+            .await?;
+        Ok(Response::new(pb::ListResponse {
+            files: files.iter().map(file_info).collect(),
+        }))
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+        let name = convert::required("name", &request.get_ref().name)?.to_string();
+        let node_id = self.node.id.clone();
+        let hlc = self.node.hlc.now();
+        let n = name.clone();
+        let deleted = self
+            .node
+            .db
+            .call(move |c| db::delete_name(c, ANONYMOUS, &n, &node_id, hlc))
+            .await?;
+        if deleted == 0 {
+            return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
+        }
+        tracing::info!(%name, versions = deleted, "file deleted");
+        Ok(Response::new(pb::DeleteResponse {
+            versions_deleted: deleted,
+        }))
+    }
+
+    async fn stat(&self, request: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+        let req = request.into_inner();
+        let name = convert::required("name", &req.name)?;
+        let version = parse_version(&req.version)?;
+        let opened = download::open(&self.node, ANONYMOUS, name, version).await?;
+        let ids: Vec<_> = opened.chunks.iter().map(|c| c.chunk_id).collect();
+        let locations = self.node.db.call(move |c| db::locations(c, &ids)).await?;
+        let chunks = opened
+            .chunks
+            .iter()
+            .map(|c| pb::ChunkInfo {
+                index: c.index,
+                chunk_id: c.chunk_id.to_hex(),
+                size: c.size,
+                replicas: locations
+                    .get(&c.chunk_id)
+                    .into_iter()
+                    .flatten()
+                    .map(|n| {
+                        let (addr, healthy) = match self.node.registry.get(n) {
+                            Some((rec, h)) => (rec.grpc_addr, h),
+                            None => (String::new(), false),
+                        };
+                        pb::ChunkReplica {
+                            node_id: n.to_string(),
+                            address: addr,
+                            healthy,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::StatResponse {
+            file: Some(file_info(&opened.file)),
+            chunks,
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let (controllers, files, live) = self
+            .node
+            .db
+            .call(|c| Ok((db::controllers(c)?, db::live_file_count(c)?, db::live_chunk_locations(c)?)))
+            .await?;
+        let servers = self.node.registry.snapshot();
+        let healthy: HashSet<_> = servers.iter().filter(|s| s.healthy).map(|s| s.record.node_id.clone()).collect();
+        let under = live
+            .values()
+            .filter(|holders| healthy.iter().any(|h| !holders.contains(h)))
+            .count() as u64;
+        Ok(Response::new(pb::ClusterStatusResponse {
+            controller_id: self.node.id.to_string(),
+            controllers: controllers
+                .into_iter()
+                .map(|(id, grpc, http)| pb::ControllerStatus {
+                    is_self: id == self.node.id,
+                    node_id: id.to_string(),
+                    grpc_address: grpc,
+                    http_address: http,
+                })
+                .collect(),
+            chunkservers: servers
+                .into_iter()
+                .map(|s| pb::ChunkserverStatus {
+                    node_id: s.record.node_id.to_string(),
+                    grpc_address: s.record.grpc_addr,
+                    healthy: s.healthy,
+                    chunk_count: s.chunk_count,
+                    capacity_bytes: s.capacity_bytes,
+                    used_bytes: s.used_bytes,
+                    last_heartbeat_age_ms: s.last_heartbeat_age.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX),
+                })
+                .collect(),
+            file_count: files,
+            chunk_count: live.len() as u64,
+            min_chunk_replicas: self.node.config.min_chunk_replicas,
+            under_replicated_chunks: under,
+        }))
+    }
+}
