@@ -21,8 +21,21 @@ fn compile(config: tonic_prost_build::Config) -> Result<(), Box<dyn std::error::
     for p in protos {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_prost_build::configure()
-        .bytes(".")
-        .compile_with_config(config, &protos, &["proto"])?;
+    let mut builder = tonic_prost_build::configure().bytes(".");
+    // Answers a client prints as JSON (`redcloud ... --json`).
+    for msg in [
+        "FileInfo",
+        "UploadResponse",
+        "ChunkInfo",
+        "ChunkReplica",
+        "StatResponse",
+        "ClusterStatusResponse",
+        "ControllerStatus",
+        "ChunkserverStatus",
+    ] {
+        builder =
+            builder.type_attribute(format!("redcloud.v1.{msg}"), "#[derive(serde::Serialize)]");
+    }
+    builder.compile_with_config(config, &protos, &["proto"])?;
     Ok(())
 }

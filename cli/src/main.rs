@@ -1,1 +1,325 @@
-fn main() {}
+//! `redcloud`: the command-line client. Parses arguments, runs one command through
+//! the client library, prints human or `--json` output, and exits non-zero on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use redcloud_cli::{Client, ClientError, FileInfo};
+
+/// RedCloud: a distributed store for plain-text books.
+#[derive(Debug, Parser)]
+#[command(name = "redcloud", version)]
+struct Cli {
+    /// Controller address(es): DNS names (every address behind a name is tried) or
+    /// host:port, comma-separated. The port defaults to 8700.
+    #[arg(
+        long,
+        global = true,
+        env = "REDCLOUD_CONTROLLER",
+        value_delimiter = ',',
+        default_value = "controller"
+    )]
+    controller: Vec<String>,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store one or more files (a new version if the name exists).
+    Upload {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Name to store under (only with a single file; default: the file's base name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Make the book readable by everyone.
+        #[arg(long)]
+        public: bool,
+    },
+    /// Fetch a file, checking its SHA-256.
+    Download {
+        name: String,
+        /// Where to write it (default: the name's base name in the current directory; `-` for stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// A version id from `stat` (default: the current version).
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// List stored files.
+    Ls {
+        /// Only names starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Delete a file (every version).
+    Rm { name: String },
+    /// Show a file's chunks and which chunkservers hold each.
+    Stat {
+        name: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Cluster commands.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Controllers, chunkservers, health and replication backlog.
+    Status,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("redcloud: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), ClientError> {
+    if let Command::Upload {
+        files,
+        name: Some(_),
+        ..
+    } = &cli.command
+    {
+        if files.len() > 1 {
+            return Err(ClientError::InvalidArgument(
+                "--name can only be used with a single file".into(),
+            ));
+        }
+    }
+    let mut client = Client::connect(&cli.controller).await?;
+    let json = cli.json;
+    match cli.command {
+        Command::Upload {
+            files,
+            name,
+            public,
+        } => {
+            let mut results = Vec::new();
+            for path in &files {
+                let name = match &name {
+                    Some(n) => n.clone(),
+                    None => base_name(path)?,
+                };
+                let size = std::fs::metadata(path)
+                    .map_err(|e| ClientError::io(path.display(), e))?
+                    .len();
+                let bar = progress_bar(json, size, &name);
+                let b = bar.clone();
+                let r = client
+                    .upload_file(path, &name, public, move |sent| b.set_position(sent))
+                    .await;
+                bar.finish_and_clear();
+                let r = r?;
+                if !json {
+                    let f = r.file.clone().unwrap_or_default();
+                    println!(
+                        "uploaded {} ({} bytes, {} chunk(s), on {} chunkserver(s)) version {}",
+                        f.name, f.size, f.chunk_count, r.replicas, f.file_id
+                    );
+                }
+                results.push(r);
+            }
+            if json {
+                print_json(&results);
+            }
+        }
+        Command::Download {
+            name,
+            output,
+            version,
+        } => {
+            let out = match output {
+                Some(p) => p,
+                None => PathBuf::from(base_name(Path::new(&name))?),
+            };
+            if out.as_os_str() == "-" {
+                use std::io::Write;
+                let (info, data) = client.download_bytes(&name, version.as_deref()).await?;
+                std::io::stdout()
+                    .write_all(&data)
+                    .map_err(|e| ClientError::io("stdout", e))?;
+                if json {
+                    eprintln!("{}", serde_json::to_string(&info).unwrap_or_default());
+                }
+                return Ok(());
+            }
+            let bar = progress_bar(json, 0, &name);
+            let b = bar.clone();
+            let info = client
+                .download_to(&name, version.as_deref(), &out, move |got, total| {
+                    b.set_length(total);
+                    b.set_position(got);
+                })
+                .await;
+            bar.finish_and_clear();
+            let info = info?;
+            if json {
+                print_json(&serde_json::json!({ "file": info, "path": out }));
+            } else {
+                println!(
+                    "downloaded {} ({} bytes, sha256 verified) to {}",
+                    info.name,
+                    info.size,
+                    out.display()
+                );
+            }
+        }
+        Command::Ls { prefix } => {
+            let files = client.list(&prefix).await?;
+            if json {
+                print_json(&files);
+            } else if files.is_empty() {
+                println!("no files");
+            } else {
+                println!("{:>12}  {:>6}  {:<36}  NAME", "SIZE", "CHUNKS", "VERSION");
+                for f in &files {
+                    println!(
+                        "{:>12}  {:>6}  {:<36}  {}",
+                        f.size, f.chunk_count, f.file_id, f.name
+                    );
+                }
+            }
+        }
+        Command::Rm { name } => {
+            let n = client.delete(&name).await?;
+            if json {
+                print_json(&serde_json::json!({ "name": name, "versions_deleted": n }));
+            } else {
+                println!("deleted {name} ({n} version(s))");
+            }
+        }
+        Command::Stat { name, version } => {
+            let s = client.stat(&name, version.as_deref()).await?;
+            if json {
+                print_json(&s);
+            } else {
+                let f: FileInfo = s.file.clone().unwrap_or_default();
+                println!("name:     {}", f.name);
+                println!("version:  {}", f.file_id);
+                println!("size:     {} bytes", f.size);
+                println!("sha256:   {}", f.sha256);
+                println!(
+                    "chunks:   {} of up to {} bytes",
+                    f.chunk_count, f.chunk_size
+                );
+                for c in &s.chunks {
+                    let holders: Vec<String> = c
+                        .replicas
+                        .iter()
+                        .map(|r| format!("{}{}", r.node_id, if r.healthy { "" } else { " (down)" }))
+                        .collect();
+                    println!(
+                        "  #{:<4} {} {:>9} bytes  {} cop{}: {}",
+                        c.index,
+                        &c.chunk_id[..16],
+                        c.size,
+                        holders.len(),
+                        if holders.len() == 1 { "y" } else { "ies" },
+                        holders.join(", ")
+                    );
+                }
+            }
+        }
+        Command::Cluster {
+            command: ClusterCommand::Status,
+        } => {
+            let s = client.cluster_status().await?;
+            if json {
+                print_json(&s);
+            } else {
+                println!(
+                    "answered by controller {} ({})",
+                    s.controller_id,
+                    client.controller()
+                );
+                println!("controllers: {}", s.controllers.len());
+                for c in &s.controllers {
+                    println!(
+                        "  {}  {}{}",
+                        c.node_id,
+                        c.grpc_address,
+                        if c.is_self { "  (this one)" } else { "" }
+                    );
+                }
+                let healthy = s.chunkservers.iter().filter(|c| c.healthy).count();
+                println!(
+                    "chunkservers: {} ({} healthy)",
+                    s.chunkservers.len(),
+                    healthy
+                );
+                for c in &s.chunkservers {
+                    let age = if c.last_heartbeat_age_ms == u64::MAX {
+                        "never".to_string()
+                    } else {
+                        format!("{:.1}s ago", c.last_heartbeat_age_ms as f64 / 1000.0)
+                    };
+                    println!(
+                        "  {}  {}  {}  {} chunks, {} bytes used, heartbeat {}",
+                        c.node_id,
+                        c.grpc_address,
+                        if c.healthy { "healthy" } else { "FAILED" },
+                        c.chunk_count,
+                        c.used_bytes,
+                        age
+                    );
+                }
+                println!(
+                    "files: {}  chunks: {}  under-replicated chunks: {}  (MIN_CHUNK_REPLICAS={})",
+                    s.file_count, s.chunk_count, s.under_replicated_chunks, s.min_chunk_replicas
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn base_name(path: &Path) -> Result<String, ClientError> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ClientError::InvalidArgument(format!("{} has no usable file name", path.display()))
+        })
+}
+
+fn progress_bar(json: bool, len: u64, name: &str) -> ProgressBar {
+    use std::io::IsTerminal;
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg:30!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(name.to_string());
+    bar
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("redcloud: cannot format JSON: {e}"),
+    }
+}

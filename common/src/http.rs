@@ -112,6 +112,7 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
                 async move { Ok::<_, Infallible>(dispatch(req, peer, handler).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);

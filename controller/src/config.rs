@@ -11,7 +11,11 @@ use redcloud_common::config::{parse_duration, parse_size};
 #[command(name = "redcloud-controller", version)]
 pub struct Config {
     /// Directory holding this node's id and its SQLite database.
-    #[arg(long, env = "CONTROLLER_DATA_DIR", default_value = "redcloud-data/controller")]
+    #[arg(
+        long,
+        env = "CONTROLLER_DATA_DIR",
+        default_value = "redcloud-data/controller"
+    )]
     pub data_dir: PathBuf,
 
     /// This node's id; generated (`hostname-timestamp`) and persisted when unset.

@@ -124,7 +124,8 @@ impl Db {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
-    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let current: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if current > MIGRATIONS.len() {
         return Err(ControllerError::Internal(format!(
             "database schema version {current} is newer than this build ({}); refusing to open it",
@@ -150,7 +151,11 @@ fn log_update(conn: &Connection, table: &str, key: &str, meta: &RowMeta) -> rusq
 }
 
 fn bad_row(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("{what}: {e}").into())
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("{what}: {e}").into(),
+    )
 }
 
 fn read_meta(row: &Row<'_>, base: usize) -> rusqlite::Result<RowMeta> {
@@ -164,8 +169,7 @@ fn read_meta(row: &Row<'_>, base: usize) -> rusqlite::Result<RowMeta> {
     })
 }
 
-const FILE_COLS: &str =
-    "file_id, owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms, vclock, hlc, origin, deleted";
+const FILE_COLS: &str = "file_id, owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms, vclock, hlc, origin, deleted";
 
 fn read_file(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let id: String = row.get(0)?;
@@ -195,7 +199,9 @@ pub fn insert_file(
     let tx = conn.transaction()?;
     let m = &file.meta;
     tx.execute(
-        &format!("INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"),
+        &format!(
+            "INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
+        ),
         params![
             file.file_id.to_string(),
             file.owner,
@@ -239,14 +245,22 @@ pub fn insert_file(
 }
 
 /// Records that chunkservers hold chunks.
-pub fn record_locations(conn: &mut Connection, locations: &[(ChunkId, NodeId)], meta: &RowMeta) -> Result<()> {
+pub fn record_locations(
+    conn: &mut Connection,
+    locations: &[(ChunkId, NodeId)],
+    meta: &RowMeta,
+) -> Result<()> {
     let tx = conn.transaction()?;
     upsert_locations(&tx, locations, meta)?;
     tx.commit()?;
     Ok(())
 }
 
-fn upsert_locations(tx: &Connection, locations: &[(ChunkId, NodeId)], meta: &RowMeta) -> rusqlite::Result<()> {
+fn upsert_locations(
+    tx: &Connection,
+    locations: &[(ChunkId, NodeId)],
+    meta: &RowMeta,
+) -> rusqlite::Result<()> {
     let mut existing = tx.prepare_cached(
         "SELECT vclock, hlc, origin, deleted FROM chunk_locations WHERE chunk_id = ?1 AND node_id = ?2",
     )?;
@@ -267,7 +281,13 @@ fn upsert_locations(tx: &Connection, locations: &[(ChunkId, NodeId)], meta: &Row
             None => VectorClock::new(),
         };
         vclock.increment(&meta.origin);
-        upsert.execute(params![key, node.as_str(), vclock.to_json(), meta.hlc.0 as i64, meta.origin.as_str()])?;
+        upsert.execute(params![
+            key,
+            node.as_str(),
+            vclock.to_json(),
+            meta.hlc.0 as i64,
+            meta.origin.as_str()
+        ])?;
         log_update(tx, "chunk_locations", &format!("{key}/{node}"), meta)?;
     }
     Ok(())
@@ -289,7 +309,12 @@ pub fn current_file(conn: &Connection, owner: &str, name: &str) -> Result<Option
 }
 
 /// A specific live version of `owner/name`.
-pub fn file_version(conn: &Connection, owner: &str, name: &str, id: &FileId) -> Result<Option<FileRecord>> {
+pub fn file_version(
+    conn: &Connection,
+    owner: &str,
+    name: &str,
+    id: &FileId,
+) -> Result<Option<FileRecord>> {
     Ok(conn
         .query_row(
             &format!("SELECT {FILE_COLS} FROM files WHERE file_id = ?1 AND owner = ?2 AND name = ?3 AND deleted = 0"),
@@ -332,7 +357,9 @@ pub fn file_chunks(conn: &Connection, file_id: &FileId) -> Result<Vec<ChunkRef>>
 
 /// Which chunkservers are recorded as holding each of `chunks`.
 pub fn locations(conn: &Connection, chunks: &[ChunkId]) -> Result<HashMap<ChunkId, Vec<NodeId>>> {
-    let mut st = conn.prepare_cached("SELECT node_id FROM chunk_locations WHERE chunk_id = ?1 AND deleted = 0")?;
+    let mut st = conn.prepare_cached(
+        "SELECT node_id FROM chunk_locations WHERE chunk_id = ?1 AND deleted = 0",
+    )?;
     let mut out = HashMap::new();
     for c in chunks {
         let nodes = st
@@ -347,10 +374,18 @@ pub fn locations(conn: &Connection, chunks: &[ChunkId]) -> Result<HashMap<ChunkI
 }
 
 /// Tombstones every live version of `owner/name`; returns how many there were.
-pub fn delete_name(conn: &mut Connection, owner: &str, name: &str, node: &NodeId, hlc: HlcTimestamp) -> Result<u32> {
+pub fn delete_name(
+    conn: &mut Connection,
+    owner: &str,
+    name: &str,
+    node: &NodeId,
+    hlc: HlcTimestamp,
+) -> Result<u32> {
     let tx = conn.transaction()?;
     let versions: Vec<(String, String)> = {
-        let mut st = tx.prepare("SELECT file_id, vclock FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0")?;
+        let mut st = tx.prepare(
+            "SELECT file_id, vclock FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0",
+        )?;
         st.query_map(params![owner, name], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?
     };
@@ -374,7 +409,12 @@ pub fn delete_name(conn: &mut Connection, owner: &str, name: &str, node: &NodeId
 }
 
 /// Records (or updates the addresses of) a chunkserver. Returns true if anything changed.
-pub fn upsert_chunkserver(conn: &mut Connection, cs: &ChunkserverRecord, node: &NodeId, hlc: HlcTimestamp) -> Result<bool> {
+pub fn upsert_chunkserver(
+    conn: &mut Connection,
+    cs: &ChunkserverRecord,
+    node: &NodeId,
+    hlc: HlcTimestamp,
+) -> Result<bool> {
     let tx = conn.transaction()?;
     let prior: Option<(String, String, String, i64)> = tx
         .query_row(
@@ -409,7 +449,8 @@ pub fn upsert_chunkserver(conn: &mut Connection, cs: &ChunkserverRecord, node: &
 
 /// Every registered chunkserver.
 pub fn chunkservers(conn: &Connection) -> Result<Vec<ChunkserverRecord>> {
-    let mut st = conn.prepare("SELECT node_id, grpc_addr, http_addr FROM chunkserver_nodes WHERE deleted = 0")?;
+    let mut st = conn
+        .prepare("SELECT node_id, grpc_addr, http_addr FROM chunkserver_nodes WHERE deleted = 0")?;
     let rows = st.query_map([], |r| {
         let id: String = r.get(0)?;
         Ok(ChunkserverRecord {
@@ -422,7 +463,13 @@ pub fn chunkservers(conn: &Connection) -> Result<Vec<ChunkserverRecord>> {
 }
 
 /// Records this controller in `controller_nodes` (if its addresses changed).
-pub fn upsert_controller(conn: &mut Connection, node: &NodeId, grpc: &str, http: &str, hlc: HlcTimestamp) -> Result<()> {
+pub fn upsert_controller(
+    conn: &mut Connection,
+    node: &NodeId,
+    grpc: &str,
+    http: &str,
+    hlc: HlcTimestamp,
+) -> Result<()> {
     let tx = conn.transaction()?;
     let prior: Option<(String, String, String)> = tx
         .query_row(
@@ -460,7 +507,11 @@ pub fn controllers(conn: &Connection) -> Result<Vec<(NodeId, String, String)>> {
     let mut st = conn.prepare("SELECT node_id, grpc_addr, http_addr FROM controller_nodes WHERE deleted = 0 ORDER BY node_id")?;
     let rows = st.query_map([], |r| {
         let id: String = r.get(0)?;
-        Ok((NodeId::new(id).map_err(|e| bad_row("node_id", e))?, r.get(1)?, r.get(2)?))
+        Ok((
+            NodeId::new(id).map_err(|e| bad_row("node_id", e))?,
+            r.get(1)?,
+            r.get(2)?,
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -549,20 +600,49 @@ mod tests {
         let v2 = file("moby.txt", 20, &a);
         let other = file("other.txt", 15, &a);
         for f in [&v1, &v2, &other] {
-            insert_file(&mut c, f, std::slice::from_ref(&chunk), &[(chunk.chunk_id, a.clone())], &f.meta).unwrap();
+            insert_file(
+                &mut c,
+                f,
+                std::slice::from_ref(&chunk),
+                &[(chunk.chunk_id, a.clone())],
+                &f.meta,
+            )
+            .unwrap();
         }
-        assert_eq!(current_file(&c, "anonymous", "moby.txt").unwrap().unwrap().file_id, v2.file_id);
-        assert!(file_version(&c, "anonymous", "moby.txt", &v1.file_id).unwrap().is_some());
-        let names: Vec<_> = list_current(&c, "anonymous", "").unwrap().into_iter().map(|f| f.name).collect();
+        assert_eq!(
+            current_file(&c, "anonymous", "moby.txt")
+                .unwrap()
+                .unwrap()
+                .file_id,
+            v2.file_id
+        );
+        assert!(
+            file_version(&c, "anonymous", "moby.txt", &v1.file_id)
+                .unwrap()
+                .is_some()
+        );
+        let names: Vec<_> = list_current(&c, "anonymous", "")
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         assert_eq!(names, ["moby.txt", "other.txt"]);
         assert_eq!(list_current(&c, "anonymous", "oth").unwrap().len(), 1);
         assert_eq!(file_chunks(&c, &v1.file_id).unwrap(), vec![chunk.clone()]);
-        assert_eq!(locations(&c, &[chunk.chunk_id]).unwrap()[&chunk.chunk_id], vec![a.clone()]);
+        assert_eq!(
+            locations(&c, &[chunk.chunk_id]).unwrap()[&chunk.chunk_id],
+            vec![a.clone()]
+        );
 
-        assert_eq!(delete_name(&mut c, "anonymous", "moby.txt", &a, HlcTimestamp(30)).unwrap(), 2);
+        assert_eq!(
+            delete_name(&mut c, "anonymous", "moby.txt", &a, HlcTimestamp(30)).unwrap(),
+            2
+        );
         assert!(current_file(&c, "anonymous", "moby.txt").unwrap().is_none());
         assert_eq!(live_file_count(&c).unwrap(), 1);
-        let log: i64 = c.query_row("SELECT COUNT(*) FROM gossip_log", [], |r| r.get(0)).unwrap();
+        let log: i64 = c
+            .query_row("SELECT COUNT(*) FROM gossip_log", [], |r| r.get(0))
+            .unwrap();
         assert!(log >= 8, "every replicated write is logged, got {log}");
         drop(c);
         // Reopening does not re-run migrations.

@@ -40,15 +40,20 @@ pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>)
     node.db
         .call(move |c| {
             let file = match version {
-                Some(v) => db::file_version(c, &owner, &name, &v)?
-                    .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' has no version {v}")))?,
+                Some(v) => db::file_version(c, &owner, &name, &v)?.ok_or_else(|| {
+                    ControllerError::NotFound(format!("file '{name}' has no version {v}"))
+                })?,
                 None => db::current_file(c, &owner, &name)?
                     .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' not found")))?,
             };
             let chunks = db::file_chunks(c, &file.file_id)?;
             let ids: Vec<ChunkId> = chunks.iter().map(|c| c.chunk_id).collect();
             let locations = db::locations(c, &ids)?;
-            Ok(Opened { file, chunks, locations })
+            Ok(Opened {
+                file,
+                chunks,
+                locations,
+            })
         })
         .await
 }
@@ -57,7 +62,11 @@ pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>)
 /// has no good replica left.
 pub fn stream(node: Arc<Node>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> {
     let (tx, rx) = mpsc::channel(PREFETCH);
-    let Opened { file, chunks, locations } = opened;
+    let Opened {
+        file,
+        chunks,
+        locations,
+    } = opened;
     let locations = Arc::new(locations);
     let task_node = node.clone();
     node.tasks.spawn(async move {
@@ -66,7 +75,14 @@ pub fn stream(node: Arc<Node>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> 
             .map(|c| {
                 let node = node.clone();
                 let locations = locations.clone();
-                async move { fetch_chunk(&node, &c, locations.get(&c.chunk_id).map(Vec::as_slice).unwrap_or(&[])).await }
+                async move {
+                    fetch_chunk(
+                        &node,
+                        &c,
+                        locations.get(&c.chunk_id).map(Vec::as_slice).unwrap_or(&[]),
+                    )
+                    .await
+                }
             })
             .buffered(PREFETCH);
         tokio::pin!(fetches);
@@ -103,12 +119,18 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
     // currently healthy.
     let healthy = node.registry.healthy();
     let mut order: Vec<(NodeId, String)> = Vec::new();
-    let mut held: Vec<_> = healthy.iter().filter(|c| holders.contains(&c.node_id)).collect();
+    let mut held: Vec<_> = healthy
+        .iter()
+        .filter(|c| holders.contains(&c.node_id))
+        .collect();
     if !held.is_empty() {
         let rot = chunk.index as usize % held.len();
         held.rotate_left(rot);
     }
-    order.extend(held.iter().map(|c| (c.node_id.clone(), c.grpc_addr.clone())));
+    order.extend(
+        held.iter()
+            .map(|c| (c.node_id.clone(), c.grpc_addr.clone())),
+    );
     for c in &healthy {
         if !holders.contains(&c.node_id) {
             order.push((c.node_id.clone(), c.grpc_addr.clone()));
@@ -133,9 +155,16 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
         };
         match tokio::time::timeout(READ_TIMEOUT, client.get(chunk.chunk_id)).await {
             Ok(Ok(data)) if data.len() as u64 == chunk.size => return Ok(data),
-            Ok(Ok(data)) => tried.push(format!("{addr}: wrong size {} (expected {})", data.len(), chunk.size)),
+            Ok(Ok(data)) => tried.push(format!(
+                "{addr}: wrong size {} (expected {})",
+                data.len(),
+                chunk.size
+            )),
             Ok(Err(e)) => {
-                if matches!(e, redcloud_proto::chunk_client::ChunkCallError::Unreachable { .. }) {
+                if matches!(
+                    e,
+                    redcloud_proto::chunk_client::ChunkCallError::Unreachable { .. }
+                ) {
                     node.registry.report_failure(id);
                 }
                 tracing::warn!(chunk = %chunk.chunk_id, "chunk read failed, trying another replica: {e}");
@@ -149,6 +178,10 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
     }
     Err(ControllerError::ChunkUnavailable {
         chunk: chunk.chunk_id,
-        tried: if tried.is_empty() { "no chunkserver is available".into() } else { tried.join("; ") },
+        tried: if tried.is_empty() {
+            "no chunkserver is available".into()
+        } else {
+            tried.join("; ")
+        },
     })
 }

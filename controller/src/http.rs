@@ -15,7 +15,10 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
     if internal {
         if let Some(secret) = &node.config.cluster_secret {
             if req.secret.as_deref() != Some(secret.as_str()) {
-                return HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong cluster secret\n");
+                return HttpResponse::text(
+                    StatusCode::UNAUTHORIZED,
+                    "missing or wrong cluster secret\n",
+                );
             }
         }
     }
@@ -37,13 +40,22 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
 async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let hb: Heartbeat = match serde_json::from_slice(body) {
         Ok(h) => h,
-        Err(e) => return HttpResponse::text(StatusCode::BAD_REQUEST, format!("malformed heartbeat: {e}\n")),
+        Err(e) => {
+            return HttpResponse::text(
+                StatusCode::BAD_REQUEST,
+                format!("malformed heartbeat: {e}\n"),
+            );
+        }
     };
     node.metrics.heartbeats.inc();
     if let Some(record) = node.registry.heartbeat(&hb) {
         let id = node.id.clone();
         let hlc = node.hlc.now();
-        if let Err(e) = node.db.call(move |c| db::upsert_chunkserver(c, &record, &id, hlc)).await {
+        if let Err(e) = node
+            .db
+            .call(move |c| db::upsert_chunkserver(c, &record, &id, hlc))
+            .await
+        {
             return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
         }
     }

@@ -98,7 +98,9 @@ impl Node {
     /// The effective replica requirement: `MIN_CHUNK_REPLICAS`, capped by how many
     /// chunkservers are healthy.
     pub fn required_replicas(&self, healthy: usize) -> usize {
-        (self.config.min_chunk_replicas as usize).min(healthy).max(1)
+        (self.config.min_chunk_replicas as usize)
+            .min(healthy)
+            .max(1)
     }
 
     /// The Prometheus text for `/metrics`.
@@ -107,21 +109,61 @@ impl Node {
         let cs = self.registry.snapshot();
         let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
         let mut e = Exposition::new();
-        e.counter("redcloud_controller_uploads_total", "Uploads acknowledged.", m.uploads.get())
-            .counter("redcloud_controller_upload_bytes_total", "Bytes of acknowledged uploads.", m.upload_bytes.get())
-            .counter("redcloud_controller_upload_failures_total", "Uploads refused or failed.", m.upload_failures.get())
-            .counter("redcloud_controller_downloads_total", "Downloads completed.", m.downloads.get())
-            .counter("redcloud_controller_download_bytes_total", "Bytes sent to downloaders.", m.download_bytes.get())
-            .counter("redcloud_controller_download_failures_total", "Downloads that failed.", m.download_failures.get())
-            .counter(
-                "redcloud_controller_chunk_read_failovers_total",
-                "Chunk reads that moved to another replica.",
-                m.chunk_read_failovers.get(),
-            )
-            .counter("redcloud_controller_chunk_put_failures_total", "Chunk writes a chunkserver refused or missed.", m.chunk_put_failures.get())
-            .counter("redcloud_controller_heartbeats_total", "Chunkserver heartbeats received.", m.heartbeats.get())
-            .gauge("redcloud_controller_chunkservers", "Chunkservers known.", cs.len() as u64)
-            .gauge("redcloud_controller_chunkservers_healthy", "Chunkservers healthy.", healthy);
+        e.counter(
+            "redcloud_controller_uploads_total",
+            "Uploads acknowledged.",
+            m.uploads.get(),
+        )
+        .counter(
+            "redcloud_controller_upload_bytes_total",
+            "Bytes of acknowledged uploads.",
+            m.upload_bytes.get(),
+        )
+        .counter(
+            "redcloud_controller_upload_failures_total",
+            "Uploads refused or failed.",
+            m.upload_failures.get(),
+        )
+        .counter(
+            "redcloud_controller_downloads_total",
+            "Downloads completed.",
+            m.downloads.get(),
+        )
+        .counter(
+            "redcloud_controller_download_bytes_total",
+            "Bytes sent to downloaders.",
+            m.download_bytes.get(),
+        )
+        .counter(
+            "redcloud_controller_download_failures_total",
+            "Downloads that failed.",
+            m.download_failures.get(),
+        )
+        .counter(
+            "redcloud_controller_chunk_read_failovers_total",
+            "Chunk reads that moved to another replica.",
+            m.chunk_read_failovers.get(),
+        )
+        .counter(
+            "redcloud_controller_chunk_put_failures_total",
+            "Chunk writes a chunkserver refused or missed.",
+            m.chunk_put_failures.get(),
+        )
+        .counter(
+            "redcloud_controller_heartbeats_total",
+            "Chunkserver heartbeats received.",
+            m.heartbeats.get(),
+        )
+        .gauge(
+            "redcloud_controller_chunkservers",
+            "Chunkservers known.",
+            cs.len() as u64,
+        )
+        .gauge(
+            "redcloud_controller_chunkservers_healthy",
+            "Chunkservers healthy.",
+            healthy,
+        );
         e.finish()
     }
 }

@@ -185,7 +185,10 @@ mod tests {
     async fn health_follows_heartbeats_and_failures() {
         let r = Registry::new(Duration::from_secs(30));
         assert!(r.heartbeat(&hb("a")).is_some());
-        assert!(r.heartbeat(&hb("a")).is_none(), "unchanged record is not re-persisted");
+        assert!(
+            r.heartbeat(&hb("a")).is_none(),
+            "unchanged record is not re-persisted"
+        );
         r.heartbeat(&hb("b"));
         assert_eq!(r.healthy().len(), 2);
         r.report_failure(&NodeId::new("a").unwrap());
@@ -195,6 +198,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(31)).await;
         // std Instant does not follow tokio's paused clock, so check the rule directly.
         let e = r.lock().get(&NodeId::new("b").unwrap()).cloned().unwrap();
-        assert!(!e.healthy_at(Instant::now() + Duration::from_secs(31), Duration::from_secs(30)));
+        assert!(!e.healthy_at(
+            Instant::now() + Duration::from_secs(31),
+            Duration::from_secs(30)
+        ));
     }
 }

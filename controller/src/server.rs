@@ -74,13 +74,20 @@ impl Running {
 }
 
 /// Starts a controller on `listeners`; it runs until `shutdown` is cancelled.
-pub async fn start(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<Running, StartError> {
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<Running, StartError> {
     let dir_err = |source| StartError::DataDir {
         dir: config.data_dir.display().to_string(),
         source,
     };
-    let id = redcloud_common::config::load_or_create_node_id(&config.data_dir, config.node_id.as_deref())
-        .map_err(dir_err)?;
+    let id = redcloud_common::config::load_or_create_node_id(
+        &config.data_dir,
+        config.node_id.as_deref(),
+    )
+    .map_err(dir_err)?;
     let path = config.data_dir.join(format!("{id}.sqlite"));
     let db = tokio::task::spawn_blocking(move || Db::open(&path))
         .await
@@ -88,13 +95,18 @@ pub async fn start(config: Config, listeners: Listeners, shutdown: CancellationT
     let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
     let http_local = listeners.http.local_addr().map_err(dir_err)?;
     let grpc_addr = advertise_addr(config.advertise_addr.as_deref(), grpc_local);
-    let host = grpc_addr.rsplit_once(':').map(|(h, _)| h.to_string()).unwrap_or_default();
+    let host = grpc_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
     let http_addr = format!("{host}:{}", http_local.port());
 
     let registry = Registry::new(config.heartbeat_timeout);
     registry.load(db.call(|c| db::chunkservers(c)).await?);
     if config.cluster_secret.is_none() {
-        tracing::warn!("no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated");
+        tracing::warn!(
+            "no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated"
+        );
     }
     let node = Arc::new(Node::new(
         id,
@@ -106,8 +118,15 @@ pub async fn start(config: Config, listeners: Listeners, shutdown: CancellationT
         shutdown.clone(),
     ));
     {
-        let (id, g, h, hlc) = (node.id.clone(), node.grpc_addr.clone(), node.http_addr.clone(), node.hlc.now());
-        node.db.call(move |c| db::upsert_controller(c, &id, &g, &h, hlc)).await?;
+        let (id, g, h, hlc) = (
+            node.id.clone(),
+            node.grpc_addr.clone(),
+            node.http_addr.clone(),
+            node.hlc.now(),
+        );
+        node.db
+            .call(move |c| db::upsert_controller(c, &id, &g, &h, hlc))
+            .await?;
     }
     tracing::info!(node_id = %node.id, grpc = %node.grpc_addr, http = %node.http_addr, "controller started");
 
@@ -131,12 +150,20 @@ pub async fn start(config: Config, listeners: Listeners, shutdown: CancellationT
     });
     let n = node.clone();
     let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
-    tasks.spawn(redcloud_common::http::serve(listeners.http, handler, shutdown.clone()));
+    tasks.spawn(redcloud_common::http::serve(
+        listeners.http,
+        handler,
+        shutdown.clone(),
+    ));
     Ok(Running { node, tasks })
 }
 
 /// Starts a controller and runs it until `shutdown` is cancelled.
-pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     start(config, listeners, shutdown).await?.wait().await;
     Ok(())
 }

@@ -58,13 +58,20 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Controller for ControllerService {
-    async fn upload(&self, request: Request<Streaming<pb::UploadRequest>>) -> Result<Response<pb::UploadResponse>, Status> {
+    async fn upload(
+        &self,
+        request: Request<Streaming<pb::UploadRequest>>,
+    ) -> Result<Response<pb::UploadResponse>, Status> {
         let mut stream = request.into_inner();
         let start = match stream.message().await? {
             Some(pb::UploadRequest {
                 msg: Some(pb::upload_request::Msg::Start(s)),
             }) => s,
-            Some(_) => return Err(Status::invalid_argument("the first message of Upload must be `start`")),
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "the first message of Upload must be `start`",
+                ));
+            }
             None => return Err(Status::invalid_argument("empty Upload stream")),
         };
         let start = UploadStart {
@@ -83,7 +90,10 @@ impl Controller for ControllerService {
             Ok(_) => Err(ControllerError::InvalidArgument(
                 "Upload: after `start`, only `data` and `finish` messages are allowed".into(),
             )),
-            Err(s) => Err(ControllerError::InvalidArgument(format!("upload stream broken: {}", s.message()))),
+            Err(s) => Err(ControllerError::InvalidArgument(format!(
+                "upload stream broken: {}",
+                s.message()
+            ))),
         });
         match upload::upload(self.node.clone(), start, parts).await {
             Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {
@@ -100,7 +110,10 @@ impl Controller for ControllerService {
 
     type DownloadStream = BoxStream<pb::DownloadResponse>;
 
-    async fn download(&self, request: Request<pb::DownloadRequest>) -> Result<Response<Self::DownloadStream>, Status> {
+    async fn download(
+        &self,
+        request: Request<pb::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadStream>, Status> {
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
@@ -108,7 +121,11 @@ impl Controller for ControllerService {
         let info = pb::DownloadResponse {
             msg: Some(pb::download_response::Msg::Info(file_info(&opened.file))),
         };
-        let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(self.node.clone(), opened)).map(|r| {
+        let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(
+            self.node.clone(),
+            opened,
+        ))
+        .map(|r| {
             r.map(|d| pb::DownloadResponse {
                 msg: Some(pb::download_response::Msg::Data(d)),
             })
@@ -118,7 +135,10 @@ impl Controller for ControllerService {
         Ok(Response::new(Box::pin(out)))
     }
 
-    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListResponse>, Status> {
         let prefix = request.into_inner().prefix;
         let files = self
             .node
@@ -130,7 +150,10 @@ impl Controller for ControllerService {
         }))
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = convert::required("name", &request.get_ref().name)?.to_string();
         let node_id = self.node.id.clone();
         let hlc = self.node.hlc.now();
@@ -149,7 +172,10 @@ impl Controller for ControllerService {
         }))
     }
 
-    async fn stat(&self, request: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+    async fn stat(
+        &self,
+        request: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
@@ -194,10 +220,20 @@ impl Controller for ControllerService {
         let (controllers, files, live) = self
             .node
             .db
-            .call(|c| Ok((db::controllers(c)?, db::live_file_count(c)?, db::live_chunk_locations(c)?)))
+            .call(|c| {
+                Ok((
+                    db::controllers(c)?,
+                    db::live_file_count(c)?,
+                    db::live_chunk_locations(c)?,
+                ))
+            })
             .await?;
         let servers = self.node.registry.snapshot();
-        let healthy: HashSet<_> = servers.iter().filter(|s| s.healthy).map(|s| s.record.node_id.clone()).collect();
+        let healthy: HashSet<_> = servers
+            .iter()
+            .filter(|s| s.healthy)
+            .map(|s| s.record.node_id.clone())
+            .collect();
         let under = live
             .values()
             .filter(|holders| healthy.iter().any(|h| !holders.contains(h)))
@@ -222,7 +258,10 @@ impl Controller for ControllerService {
                     chunk_count: s.chunk_count,
                     capacity_bytes: s.capacity_bytes,
                     used_bytes: s.used_bytes,
-                    last_heartbeat_age_ms: s.last_heartbeat_age.map(|d| d.as_millis() as u64).unwrap_or(u64::MAX),
+                    last_heartbeat_age_ms: s
+                        .last_heartbeat_age
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(u64::MAX),
                 })
                 .collect(),
             file_count: files,

@@ -57,20 +57,30 @@ struct Placed {
 /// Validates a user-chosen file name.
 pub fn validate_name(name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(ControllerError::InvalidArgument("file name is empty".into()));
+        return Err(ControllerError::InvalidArgument(
+            "file name is empty".into(),
+        ));
     }
     if name.len() > 1024 {
-        return Err(ControllerError::InvalidArgument("file name is longer than 1024 bytes".into()));
+        return Err(ControllerError::InvalidArgument(
+            "file name is longer than 1024 bytes".into(),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ControllerError::InvalidArgument("file name contains control characters".into()));
+        return Err(ControllerError::InvalidArgument(
+            "file name contains control characters".into(),
+        ));
     }
     Ok(())
 }
 
 /// Runs one upload to completion. Returns the stored version and the fewest copies
 /// any chunk had at acknowledgement.
-pub async fn upload<S>(node: Arc<Node>, start: UploadStart, mut parts: S) -> Result<(FileRecord, usize)>
+pub async fn upload<S>(
+    node: Arc<Node>,
+    start: UploadStart,
+    mut parts: S,
+) -> Result<(FileRecord, usize)>
 where
     S: Stream<Item = Result<UploadPart>> + Unpin,
 {
@@ -144,14 +154,22 @@ where
         )));
     }
     if let Some(last) = chunker.finish() {
-        let permit = permits.clone().acquire_owned().await.map_err(|e| ControllerError::Internal(e.to_string()))?;
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| ControllerError::Internal(e.to_string()))?;
         inflight.push(spawn_chunk(next_index, last, permit));
     }
     while let Some(done) = inflight.next().await {
         placed.push(join(done)?);
     }
     placed.sort_by_key(|p| p.chunk.index);
-    let replicas = placed.iter().map(|p| p.holders.len()).min().unwrap_or(targets.len());
+    let replicas = placed
+        .iter()
+        .map(|p| p.holders.len())
+        .min()
+        .unwrap_or(targets.len());
 
     let meta = node.new_row_meta();
     let file = FileRecord {
@@ -201,7 +219,8 @@ async fn place_chunk(
             .await
             .map_err(|e| ControllerError::Internal(e.to_string()))?
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<(NodeId, std::result::Result<bool, ChunkCallError>)>();
+    let (tx, mut rx) =
+        mpsc::unbounded_channel::<(NodeId, std::result::Result<bool, ChunkCallError>)>();
     for t in targets.iter() {
         let tx = tx.clone();
         let data = data.clone();
@@ -248,7 +267,11 @@ async fn place_chunk(
             chunk: id,
             got: holders.len(),
             need,
-            errors: if errors.is_empty() { "no answer in time".into() } else { errors.join("; ") },
+            errors: if errors.is_empty() {
+                "no answer in time".into()
+            } else {
+                errors.join("; ")
+            },
         });
     }
     // Record copies that land after we stop waiting.
@@ -259,7 +282,11 @@ async fn place_chunk(
                 Ok(_) => {
                     let meta = late_node.new_row_meta();
                     let loc = vec![(id, target)];
-                    if let Err(e) = late_node.db.call(move |c| db::record_locations(c, &loc, &meta)).await {
+                    if let Err(e) = late_node
+                        .db
+                        .call(move |c| db::record_locations(c, &loc, &meta))
+                        .await
+                    {
                         tracing::warn!("cannot record a late chunk copy: {e}");
                     }
                 }

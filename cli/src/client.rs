@@ -1,0 +1,446 @@
+//! A connection to the cluster through any reachable controller.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redcloud_common::Sha256Hex;
+use redcloud_common::discovery::Resolver;
+use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
+use redcloud_proto::{MAX_DATA_MESSAGE, MAX_MESSAGE_BYTES};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::CONTROLLER_GRPC_PORT;
+use crate::error::ClientError;
+
+pub use pb::{ChunkInfo, ClusterStatusResponse, FileInfo, StatResponse};
+
+/// Bytes per upload message.
+const PIECE: usize = 1024 * 1024;
+const _: () = assert!(PIECE <= MAX_DATA_MESSAGE);
+
+/// A client bound to one controller, able to move to another.
+pub struct Client {
+    /// Every address the configured names resolved to, in the order tried.
+    addrs: Vec<String>,
+    /// Index into `addrs` of the connected controller.
+    current: usize,
+    inner: ControllerClient<Channel>,
+}
+
+impl Client {
+    /// Resolves `targets` (names or `host:port`, e.g. the `controller` DNS alias) and
+    /// connects to the first controller that answers.
+    pub async fn connect(targets: &[String]) -> Result<Client, ClientError> {
+        let resolver = Resolver::new();
+        let mut addrs = Vec::new();
+        let mut errors = Vec::new();
+        for t in targets {
+            match resolver.resolve(t, CONTROLLER_GRPC_PORT).await {
+                Ok(a) => addrs.extend(a.into_iter().map(|a| a.to_string())),
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        if addrs.is_empty() {
+            return Err(ClientError::Unreachable {
+                addrs: targets.join(","),
+                reason: errors.join("; "),
+            });
+        }
+        let (current, inner) = connect_any(&addrs, 0).await?;
+        Ok(Client {
+            addrs,
+            current,
+            inner,
+        })
+    }
+
+    /// The address of the controller in use.
+    pub fn controller(&self) -> &str {
+        &self.addrs[self.current]
+    }
+
+    /// Moves to the next reachable controller after the current one fails.
+    async fn fail_over(&mut self) -> Result<(), ClientError> {
+        let (current, inner) = connect_any(&self.addrs, self.current + 1).await?;
+        self.current = current;
+        self.inner = inner;
+        Ok(())
+    }
+
+    /// Runs an idempotent call, moving to another controller if this one is unreachable.
+    async fn retrying<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
+    where
+        F: FnMut(ControllerClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut attempts = self.addrs.len();
+        loop {
+            match call(self.inner.clone()).await.map_err(ClientError::from) {
+                Err(ClientError::Unreachable { .. }) if attempts > 1 => {
+                    attempts -= 1;
+                    self.fail_over().await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Uploads the file at `path` under `name`; `progress` is called with the bytes sent so far.
+    pub async fn upload_file(
+        &mut self,
+        path: &Path,
+        name: &str,
+        public: bool,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<pb::UploadResponse, ClientError> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| ClientError::io(path.display(), e))?;
+        if !meta.is_file() {
+            return Err(ClientError::io(
+                path.display(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::io(path.display(), e))?;
+        self.upload_reader(file, meta.len(), name, public, progress)
+            .await
+            .map_err(|e| match e {
+                ClientError::Io { source, .. } => ClientError::io(path.display(), source),
+                e => e,
+            })
+    }
+
+    /// Uploads in-memory bytes under `name`.
+    pub async fn upload_bytes(
+        &mut self,
+        data: Bytes,
+        name: &str,
+        public: bool,
+    ) -> Result<pb::UploadResponse, ClientError> {
+        let len = data.len() as u64;
+        self.upload_reader(std::io::Cursor::new(data), len, name, public, |_| {})
+            .await
+    }
+
+    /// Uploads `size` bytes read from `reader`. If no controller is reachable at the
+    /// start, fails over; a stream broken midway is reported, not retried (the
+    /// upload may or may not have been stored: run `ls` to see).
+    pub async fn upload_reader<R>(
+        &mut self,
+        reader: R,
+        size: u64,
+        name: &str,
+        public: bool,
+        progress: impl Fn(u64) + Send + 'static,
+    ) -> Result<pb::UploadResponse, ClientError>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::UploadRequest>(4);
+        let start = pb::UploadRequest {
+            msg: Some(pb::upload_request::Msg::Start(pb::UploadStart {
+                name: name.to_string(),
+                size,
+                public,
+            })),
+        };
+        let reader_task = tokio::spawn(async move {
+            let mut reader = reader;
+            let mut hasher = Sha256Hex::new();
+            let mut sent = 0u64;
+            if tx.send(start).await.is_err() {
+                return Ok(());
+            }
+            loop {
+                let mut buf = vec![0u8; PIECE];
+                let mut filled = 0;
+                while filled < PIECE {
+                    let n = reader.read(&mut buf[filled..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                buf.truncate(filled);
+                hasher.update(&buf);
+                sent += filled as u64;
+                let msg = pb::UploadRequest {
+                    msg: Some(pb::upload_request::Msg::Data(Bytes::from(buf))),
+                };
+                if tx.send(msg).await.is_err() {
+                    return Ok(()); // the call ended early; its error is reported
+                }
+                progress(sent);
+            }
+            if sent != size {
+                return Err(std::io::Error::other(format!(
+                    "file changed while it was read: expected {size} bytes, read {sent}"
+                )));
+            }
+            let finish = pb::UploadRequest {
+                msg: Some(pb::upload_request::Msg::Finish(pb::UploadFinish {
+                    sha256: hasher.finish(),
+                })),
+            };
+            let _ = tx.send(finish).await;
+            Ok::<(), std::io::Error>(())
+        });
+        let call = self
+            .inner
+            .clone()
+            .upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await;
+        let read = reader_task
+            .await
+            .map_err(|e| ClientError::io("upload reader", std::io::Error::other(e)))?;
+        read.map_err(|e| ClientError::io("upload source", e))?;
+        Ok(call?.into_inner())
+    }
+
+    /// Downloads `name` (or a `version`) to `out`. The bytes go to a temporary file
+    /// beside `out`, which replaces `out` only after the whole-file SHA-256 matched.
+    pub async fn download_to(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        out: &Path,
+        progress: impl Fn(u64, u64),
+    ) -> Result<FileInfo, ClientError> {
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let tmp = dir.join(format!(
+            ".{}.redcloud-partial-{}",
+            out.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("download"),
+            std::process::id()
+        ));
+        let mut f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| ClientError::io(tmp.display(), e))?;
+        let result = async {
+            let info = self
+                .download_with(
+                    name,
+                    version,
+                    async |chunk: Bytes| f.write_all(&chunk).await,
+                    progress,
+                )
+                .await?;
+            f.flush()
+                .await
+                .map_err(|e| ClientError::io(tmp.display(), e))?;
+            f.sync_all()
+                .await
+                .map_err(|e| ClientError::io(tmp.display(), e))?;
+            tokio::fs::rename(&tmp, out)
+                .await
+                .map_err(|e| ClientError::io(out.display(), e))?;
+            Ok(info)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    /// Downloads `name` (or a `version`) into memory.
+    pub async fn download_bytes(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(FileInfo, Vec<u8>), ClientError> {
+        let mut out = Vec::new();
+        let info = self
+            .download_with(
+                name,
+                version,
+                async |chunk: Bytes| {
+                    out.extend_from_slice(&chunk);
+                    Ok(())
+                },
+                |_, _| {},
+            )
+            .await?;
+        Ok((info, out))
+    }
+
+    /// Streams a download into `sink`, checking size and whole-file SHA-256.
+    pub async fn download_with(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        mut sink: impl AsyncFnMut(Bytes) -> std::io::Result<()>,
+        progress: impl Fn(u64, u64),
+    ) -> Result<FileInfo, ClientError> {
+        let req = pb::DownloadRequest {
+            name: name.to_string(),
+            version: version.unwrap_or_default().to_string(),
+        };
+        let mut stream = self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.download(req).await }
+            })
+            .await?
+            .into_inner();
+        let info = match stream.message().await? {
+            Some(pb::DownloadResponse {
+                msg: Some(pb::download_response::Msg::Info(i)),
+            }) => i,
+            _ => {
+                return Err(ClientError::Integrity(
+                    "download did not start with file info".into(),
+                ));
+            }
+        };
+        let mut hasher = Sha256Hex::new();
+        let mut got = 0u64;
+        while let Some(msg) = stream.message().await? {
+            let Some(pb::download_response::Msg::Data(d)) = msg.msg else {
+                return Err(ClientError::Integrity(
+                    "unexpected message in download stream".into(),
+                ));
+            };
+            got += d.len() as u64;
+            if got > info.size {
+                return Err(ClientError::Integrity(format!(
+                    "received more than the {} bytes of the file",
+                    info.size
+                )));
+            }
+            hasher.update(&d);
+            sink(d)
+                .await
+                .map_err(|e| ClientError::io("download output", e))?;
+            progress(got, info.size);
+        }
+        if got != info.size {
+            return Err(ClientError::Integrity(format!(
+                "download ended after {got} of {} bytes",
+                info.size
+            )));
+        }
+        let sha = hasher.finish();
+        if sha != info.sha256 {
+            return Err(ClientError::Integrity(format!(
+                "SHA-256 of the received bytes is {sha}, the file's is {}",
+                info.sha256
+            )));
+        }
+        Ok(info)
+    }
+
+    /// The current version of every file (optionally only names with `prefix`).
+    pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileInfo>, ClientError> {
+        let req = pb::ListRequest {
+            prefix: prefix.into(),
+        };
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.list(req).await }
+            })
+            .await?
+            .into_inner()
+            .files)
+    }
+
+    /// Deletes every version of `name`; returns how many versions there were.
+    pub async fn delete(&mut self, name: &str) -> Result<u32, ClientError> {
+        let req = pb::DeleteRequest { name: name.into() };
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.delete(req).await }
+            })
+            .await?
+            .into_inner()
+            .versions_deleted)
+    }
+
+    /// A file's chunks and where each is stored.
+    pub async fn stat(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<StatResponse, ClientError> {
+        let req = pb::StatRequest {
+            name: name.into(),
+            version: version.unwrap_or_default().into(),
+        };
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.stat(req).await }
+            })
+            .await?
+            .into_inner())
+    }
+
+    /// The cluster as the connected controller sees it.
+    pub async fn cluster_status(&mut self) -> Result<ClusterStatusResponse, ClientError> {
+        Ok(self
+            .retrying(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })
+            .await?
+            .into_inner())
+    }
+}
+
+/// Connects to the first answering address, starting at `from` and wrapping around.
+async fn connect_any(
+    addrs: &[String],
+    from: usize,
+) -> Result<(usize, ControllerClient<Channel>), ClientError> {
+    let mut errors = Vec::new();
+    for k in 0..addrs.len() {
+        let i = (from + k) % addrs.len();
+        let addr = &addrs[i];
+        let ep = match Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push(format!("{addr}: {e}"));
+                continue;
+            }
+        };
+        let ep = ep
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_adaptive_window(true)
+            .initial_stream_window_size(4 * 1024 * 1024)
+            .initial_connection_window_size(16 * 1024 * 1024);
+        match ep.connect().await {
+            Ok(ch) => {
+                let c = ControllerClient::new(ch)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+                return Ok((i, c));
+            }
+            Err(e) => {
+                // Name the root cause ("Connection refused"), not only "transport error".
+                let mut msg = e.to_string();
+                let mut cause = std::error::Error::source(&e);
+                while let Some(c) = cause {
+                    msg = format!("{msg}: {c}");
+                    cause = c.source();
+                }
+                errors.push(format!("{addr}: {msg}"));
+            }
+        }
+    }
+    Err(ClientError::Unreachable {
+        addrs: addrs.join(","),
+        reason: errors.join("; "),
+    })
+}

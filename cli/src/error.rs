@@ -1,0 +1,68 @@
+//! What can go wrong for a client, and the exit code each maps to.
+
+use tonic::Code;
+
+/// A client-side failure, worded for the person at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach any controller ({addrs}): {reason}")]
+    Unreachable { addrs: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    #[error("integrity check failed: {0}")]
+    Integrity(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("controller error ({code:?}): {message}")]
+    Server { code: Code, message: String },
+}
+
+impl ClientError {
+    /// The process exit code for this error (2 is left to argument errors).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::Unreachable { .. } => 3,
+            ClientError::NotFound(_) => 4,
+            ClientError::Unavailable(_) => 5,
+            ClientError::Integrity(_) => 6,
+            ClientError::InvalidArgument(_) => 2,
+            ClientError::Io { .. } | ClientError::Server { .. } => 1,
+        }
+    }
+
+    pub fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        ClientError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(s: tonic::Status) -> Self {
+        let message = s.message().to_string();
+        match s.code() {
+            Code::NotFound => ClientError::NotFound(message),
+            Code::InvalidArgument | Code::OutOfRange => ClientError::InvalidArgument(message),
+            // A status made on this side from a connection error carries its cause;
+            // one sent by the controller does not.
+            Code::Unavailable if std::error::Error::source(&s).is_some() => {
+                ClientError::Unreachable {
+                    addrs: "the connected controller".into(),
+                    reason: message,
+                }
+            }
+            Code::Unavailable | Code::ResourceExhausted => ClientError::Unavailable(message),
+            Code::DataLoss => ClientError::Integrity(message),
+            code => ClientError::Server { code, message },
+        }
+    }
+}
