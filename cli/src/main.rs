@@ -99,12 +99,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         name: Some(_),
         ..
     } = &cli.command
+        && files.len() > 1
     {
-        if files.len() > 1 {
-            return Err(ClientError::InvalidArgument(
-                "--name can only be used with a single file".into(),
-            ));
-        }
+        return Err(ClientError::InvalidArgument(
+            "--name can only be used with a single file".into(),
+        ));
     }
     let mut client = Client::connect(&cli.controller).await?;
     let json = cli.json;

@@ -11,16 +11,11 @@ use crate::db;
 use crate::node::Node;
 
 pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
-    let internal = req.path.starts_with("/internal/");
-    if internal {
-        if let Some(secret) = &node.config.cluster_secret {
-            if req.secret.as_deref() != Some(secret.as_str()) {
-                return HttpResponse::text(
-                    StatusCode::UNAUTHORIZED,
-                    "missing or wrong cluster secret\n",
-                );
-            }
-        }
+    if req.path.starts_with("/internal/")
+        && let Some(secret) = &node.config.cluster_secret
+        && req.secret.as_deref() != Some(secret.as_str())
+    {
+        return HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong cluster secret\n");
     }
     match (&req.method, req.path.as_str()) {
         (&Method::GET, "/health") => HttpResponse::json(

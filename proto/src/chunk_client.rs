@@ -250,10 +250,10 @@ impl ChunkClient {
             .into_inner();
         let mut present = Vec::new();
         for c in r.chunks {
-            if c.present {
-                if let Ok(id) = c.chunk_id.parse() {
-                    present.push(id);
-                }
+            if c.present
+                && let Ok(id) = c.chunk_id.parse()
+            {
+                present.push(id);
             }
         }
         Ok(ChunkserverStat {

@@ -1,1 +1,358 @@
+//! The `TestCluster` fixture: real controllers and chunkservers on loopback, each
+//! on port 0 with its own data directory and its own tokio runtime, so a test can
+//! kill one abruptly (its runtime is dropped: sockets close, tasks vanish, only what
+//! reached disk survives) and restart it on the same address and data.
+//!
+//! Tests wait on conditions with [`wait_until`], never on fixed sleeps.
 
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redcloud_common::ChunkId;
+use redcloud_proto::chunk_client::{self, ChunkClient};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub mod corpus;
+
+/// Polls `check` every 20 ms until it returns true; panics naming `what` after `deadline`.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= end {
+            panic!("timed out after {deadline:?} waiting until {what}");
+        }
+    }
+}
+
+/// Logs to stderr when `RUST_LOG` is set (captured per test by the test runner).
+pub fn init_test_logging() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        redcloud_common::config::init_logging();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Controller,
+    Chunkserver,
+}
+
+/// One node running on its own runtime thread.
+pub struct NodeHandle {
+    role: Role,
+    pub data_dir: PathBuf,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    controllers_http: Vec<String>,
+    controller_config: Option<redcloud_controller::Config>,
+    shutdown: CancellationToken,
+    kill: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Stops the node abruptly, like `kill -9`: no draining, in-flight work is lost.
+    pub fn kill(&mut self) {
+        if let Some(k) = self.kill.take() {
+            let _ = k.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Stops the node gracefully (SIGTERM behaviour): drains, then returns.
+    pub fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.kill = None;
+    }
+
+    /// (Re)starts the node on its address and data directory.
+    pub fn start(&mut self) {
+        assert!(self.thread.is_none(), "node already running");
+        let shutdown = CancellationToken::new();
+        let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        let role = self.role;
+        let data_dir = self.data_dir.clone();
+        let (grpc, http) = (self.grpc_addr, self.http_addr);
+        let controllers = self.controllers_http.clone();
+        let ctl_config = self.controller_config.clone();
+        let sd = shutdown.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("{role:?}-{}", grpc.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("node runtime");
+                let ready = ready_tx.clone();
+                rt.block_on(async move {
+                    let bind = |a: SocketAddr| async move { bind_retrying(a).await };
+                    let (g, h) = match (bind(grpc).await, bind(http).await) {
+                        (Ok(g), Ok(h)) => (g, h),
+                        (Err(e), _) | (_, Err(e)) => {
+                            let _ = ready.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    let waiter: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match role {
+                        Role::Controller => {
+                            let mut cfg = ctl_config.expect("controller config");
+                            cfg.data_dir = data_dir;
+                            let listeners = redcloud_controller::Listeners { grpc: g, http: h };
+                            match redcloud_controller::start(cfg, listeners, sd).await {
+                                Ok(r) => Box::pin(r.wait()),
+                                Err(e) => {
+                                    let _ = ready.send(Err(e.to_string()));
+                                    return;
+                                }
+                            }
+                        }
+                        Role::Chunkserver => {
+                            let cfg = redcloud_chunkserver::Config::for_test(data_dir, controllers);
+                            let listeners = redcloud_chunkserver::Listeners { grpc: g, http: h };
+                            match redcloud_chunkserver::start(cfg, listeners, sd).await {
+                                Ok(r) => Box::pin(r.wait()),
+                                Err(e) => {
+                                    let _ = ready.send(Err(e.to_string()));
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    let _ = ready.send(Ok(()));
+                    tokio::select! {
+                        _ = waiter => {}
+                        _ = kill_rx => {}
+                    }
+                });
+                // Dropping every task at once is what makes `kill` abrupt.
+                rt.shutdown_background();
+            })
+            .expect("spawn node thread");
+        match ready_rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{role:?} failed to start: {e}"),
+            Err(e) => panic!("{role:?} did not start: {e}"),
+        }
+        self.shutdown = shutdown;
+        self.kill = Some(kill_tx);
+        self.thread = Some(thread);
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Binds `addr`, retrying briefly: a port just released by a killed node can take
+/// a moment to be free again.
+async fn bind_retrying(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    for _ in 0..100 {
+        tick.tick().await;
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
+}
+
+/// A free loopback port: bind port 0 and release it.
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr")
+}
+
+/// How a test cluster is built.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    pub controllers: usize,
+    pub chunkservers: usize,
+    pub min_chunk_replicas: u32,
+    pub chunk_size: u64,
+}
+
+impl Default for ClusterSpec {
+    fn default() -> Self {
+        ClusterSpec {
+            controllers: 1,
+            chunkservers: 3,
+            min_chunk_replicas: 2,
+            chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
+        }
+    }
+}
+
+/// Controllers and chunkservers on loopback, with data in a temporary directory
+/// that is removed when the cluster is dropped (after every node is stopped).
+pub struct TestCluster {
+    pub controllers: Vec<NodeHandle>,
+    pub chunkservers: Vec<NodeHandle>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCluster {
+    /// 1 controller and 3 chunkservers, `MIN_CHUNK_REPLICAS` 2.
+    pub async fn start() -> TestCluster {
+        Self::with(ClusterSpec::default()).await
+    }
+
+    /// Starts the cluster and waits until every controller sees every chunkserver healthy.
+    pub async fn with(spec: ClusterSpec) -> TestCluster {
+        init_test_logging();
+        let dir = tempfile::Builder::new()
+            .prefix("redcloud-test-")
+            .tempdir()
+            .expect("tempdir");
+        let mut controllers = Vec::new();
+        for i in 0..spec.controllers {
+            let data_dir = dir.path().join(format!("controller-{i}"));
+            let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
+            cfg.min_chunk_replicas = spec.min_chunk_replicas;
+            cfg.chunk_size = spec.chunk_size;
+            controllers.push(NodeHandle {
+                role: Role::Controller,
+                data_dir,
+                grpc_addr: free_addr(),
+                http_addr: free_addr(),
+                controllers_http: Vec::new(),
+                controller_config: Some(cfg),
+                shutdown: CancellationToken::new(),
+                kill: None,
+                thread: None,
+            });
+        }
+        let controllers_http: Vec<String> = controllers
+            .iter()
+            .map(|c| c.http_addr.to_string())
+            .collect();
+        let mut chunkservers = Vec::new();
+        for i in 0..spec.chunkservers {
+            chunkservers.push(NodeHandle {
+                role: Role::Chunkserver,
+                data_dir: dir.path().join(format!("chunkserver-{i}")),
+                grpc_addr: free_addr(),
+                http_addr: free_addr(),
+                controllers_http: controllers_http.clone(),
+                controller_config: None,
+                shutdown: CancellationToken::new(),
+                kill: None,
+                thread: None,
+            });
+        }
+        for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
+            n.start();
+        }
+        let cluster = TestCluster {
+            controllers,
+            chunkservers,
+            _dir: dir,
+        };
+        let want = spec.chunkservers;
+        for i in 0..spec.controllers {
+            cluster.wait_healthy_chunkservers(i, want).await;
+        }
+        cluster
+    }
+
+    /// Waits until controller `i` reports `n` healthy chunkservers.
+    pub async fn wait_healthy_chunkservers(&self, i: usize, n: usize) {
+        let addr = self.controller_addr(i);
+        wait_until(
+            &format!("controller {i} sees {n} healthy chunkservers"),
+            Duration::from_secs(20),
+            || {
+                let addr = addr.clone();
+                async move {
+                    match redcloud_cli::Client::connect(&[addr]).await {
+                        Ok(mut c) => match c.cluster_status().await {
+                            Ok(s) => s.chunkservers.iter().filter(|c| c.healthy).count() == n,
+                            Err(_) => false,
+                        },
+                        Err(_) => false,
+                    }
+                }
+            },
+        )
+        .await;
+    }
+
+    /// The gRPC address of controller `i`.
+    pub fn controller_addr(&self, i: usize) -> String {
+        self.controllers[i].grpc_addr.to_string()
+    }
+
+    /// A client connected to controller 0.
+    pub async fn client(&self) -> redcloud_cli::Client {
+        redcloud_cli::Client::connect(&[self.controller_addr(0)])
+            .await
+            .expect("connect to controller 0")
+    }
+
+    /// A chunk-API client for chunkserver `i`.
+    pub fn chunk_client(&self, i: usize) -> ChunkClient {
+        let addr = self.chunkservers[i].grpc_addr.to_string();
+        let ch = chunk_client::channel(&addr, chunk_client::Timeouts::default()).expect("channel");
+        ChunkClient::new(&addr, ch)
+    }
+
+    /// Where chunkserver `i` keeps chunk `id` on disk.
+    pub fn chunk_path(&self, i: usize, id: &ChunkId) -> PathBuf {
+        let hex = id.to_hex();
+        self.chunkservers[i]
+            .data_dir
+            .join("chunks")
+            .join(&hex[..2])
+            .join(hex)
+    }
+
+    /// The ids of the chunks chunkserver `i` holds, read from its directory.
+    pub fn chunks_on_disk(&self, i: usize) -> Vec<ChunkId> {
+        chunks_in(&self.chunkservers[i].data_dir.join("chunks"))
+    }
+}
+
+fn chunks_in(root: &Path) -> Vec<ChunkId> {
+    let mut out = Vec::new();
+    let Ok(dirs) = std::fs::read_dir(root) else {
+        return out;
+    };
+    for d in dirs.flatten() {
+        let Ok(files) = std::fs::read_dir(d.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if let Some(id) = f.file_name().to_str().and_then(|n| n.parse().ok()) {
+                out.push(id);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,7 @@
+//! Cluster tests on real servers over loopback (see `redcloud_tests::TestCluster`).
+//! Numbered modules run from the basic path to failures.
+
+mod t10_round_trip;
+mod t20_chunkserver_loss;
+mod t30_corruption;
+mod t40_malformed;
