@@ -1,0 +1,119 @@
+//! The `redcloud` binary against a real cluster: output, `--json`, and a clear
+//! message with a non-zero exit for every failure a user can hit.
+
+use std::process::{Command, Output};
+
+use redcloud_tests::TestCluster;
+
+fn redcloud(controller: &str, args: &[String]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_redcloud"))
+        .arg("--controller")
+        .arg(controller)
+        .args(args)
+        .env_remove("REDCLOUD_CONTROLLER")
+        .output()
+        .expect("run redcloud")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs the CLI on a blocking thread, so the in-process cluster keeps being served.
+async fn run(controller: &str, args: &[&str]) -> Output {
+    let controller = controller.to_string();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || redcloud(&controller, &args))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
+    let cluster = TestCluster::start().await;
+    let ctl = cluster.controller_addr(0);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("alpha.txt");
+    let b = dir.path().join("beta.txt");
+    std::fs::write(&a, "Call me Ishmael. ".repeat(10_000)).expect("write");
+    std::fs::write(&b, "It is a truth universally acknowledged.").expect("write");
+    let (a_s, b_s) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let dest = dir.path().join("copy.txt");
+    let dest_s = dest.to_str().expect("utf-8");
+
+    // Upload several files at once.
+    let out = run(&ctl, &["upload", a_s, b_s]).await;
+    assert!(out.status.success(), "upload failed: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("uploaded alpha.txt"), "{}", text(&out.stdout));
+
+    let out = run(&ctl, &["ls", "--json"]).await;
+    assert!(out.status.success());
+    let files: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls --json is JSON");
+    let names: Vec<&str> = files
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert_eq!(names, ["alpha.txt", "beta.txt"]);
+
+    let out = run(&ctl, &["download", "alpha.txt", "-o", dest_s]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&dest).expect("read"), std::fs::read(&a).expect("read"));
+
+    let out = run(&ctl, &["stat", "alpha.txt", "--json"]).await;
+    assert!(out.status.success());
+    let stat: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat --json is JSON");
+    assert_eq!(stat["chunks"][0]["replicas"].as_array().expect("replicas").len(), 3);
+    let out = run(&ctl, &["stat", "alpha.txt"]).await;
+    assert!(text(&out.stdout).contains("3 copies"), "{}", text(&out.stdout));
+
+    let out = run(&ctl, &["cluster", "status", "--json"]).await;
+    assert!(out.status.success());
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
+    assert_eq!(st["chunkservers"].as_array().expect("chunkservers").len(), 3);
+    let out = run(&ctl, &["cluster", "status"]).await;
+    assert!(text(&out.stdout).contains("3 healthy"), "{}", text(&out.stdout));
+
+    let out = run(&ctl, &["rm", "beta.txt"]).await;
+    assert!(out.status.success());
+
+    // Not found: exit 4, and a failed download leaves an existing output file alone.
+    let out = run(&ctl, &["download", "beta.txt", "-o", dest_s]).await;
+    assert_eq!(out.status.code(), Some(4));
+    assert!(text(&out.stderr).contains("'beta.txt' not found"), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&dest).expect("read"), std::fs::read(&a).expect("read"));
+    let out = run(&ctl, &["rm", "no-such-book.txt"]).await;
+    assert_eq!(out.status.code(), Some(4));
+
+    // Bad arguments: exit 2.
+    assert_eq!(run(&ctl, &["upload"]).await.status.code(), Some(2), "missing arguments");
+    assert_eq!(run(&ctl, &["frobnicate"]).await.status.code(), Some(2), "unknown command");
+    let out = run(&ctl, &["upload", a_s, b_s, "--name", "x"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("single file"), "{}", text(&out.stderr));
+    let out = run(&ctl, &["download", "alpha.txt", "--version", "v7"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("version"), "{}", text(&out.stderr));
+
+    // A missing local file: exit 1, naming the file.
+    let missing = dir.path().join("missing.txt");
+    let out = run(&ctl, &["upload", missing.to_str().expect("utf-8")]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("missing.txt"), "{}", text(&out.stderr));
+
+    // An unreachable controller: exit 3.
+    let unreachable = run("127.0.0.1:1", &["ls"]).await;
+    assert_eq!(unreachable.status.code(), Some(3));
+    assert!(
+        text(&unreachable.stderr).contains("cannot reach any controller"),
+        "{}",
+        text(&unreachable.stderr)
+    );
+
+    // Failover: a dead address first, then the live controller.
+    let out = run(&format!("127.0.0.1:1,{ctl}"), &["ls"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("alpha.txt"));
+    assert!(!text(&unreachable.stderr).contains("panicked"));
+}
