@@ -229,14 +229,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::io(tmp.display(), e))?;
         let result = async {
-            let info = self
-                .download_with(
-                    name,
-                    version,
-                    async |chunk: Bytes| f.write_all(&chunk).await,
-                    progress,
-                )
-                .await?;
+            let info = self.download_into(name, version, &mut f, progress).await?;
             f.flush()
                 .await
                 .map_err(|e| ClientError::io(tmp.display(), e))?;
@@ -263,27 +256,22 @@ impl Client {
     ) -> Result<(FileInfo, Vec<u8>), ClientError> {
         let mut out = Vec::new();
         let info = self
-            .download_with(
-                name,
-                version,
-                async |chunk: Bytes| {
-                    out.extend_from_slice(&chunk);
-                    Ok(())
-                },
-                |_, _| {},
-            )
+            .download_into(name, version, &mut out, |_, _| {})
             .await?;
         Ok((info, out))
     }
 
     /// Streams a download into `sink`, checking size and whole-file SHA-256.
-    pub async fn download_with(
+    pub async fn download_into<W>(
         &mut self,
         name: &str,
         version: Option<&str>,
-        mut sink: impl AsyncFnMut(Bytes) -> std::io::Result<()>,
+        sink: &mut W,
         progress: impl Fn(u64, u64),
-    ) -> Result<FileInfo, ClientError> {
+    ) -> Result<FileInfo, ClientError>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
         let req = pb::DownloadRequest {
             name: name.to_string(),
             version: version.unwrap_or_default().to_string(),
@@ -321,7 +309,7 @@ impl Client {
                 )));
             }
             hasher.update(&d);
-            sink(d)
+            sink.write_all(&d)
                 .await
                 .map_err(|e| ClientError::io("download output", e))?;
             progress(got, info.size);

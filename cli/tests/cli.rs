@@ -44,7 +44,11 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     // Upload several files at once.
     let out = run(&ctl, &["upload", a_s, b_s]).await;
     assert!(out.status.success(), "upload failed: {}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("uploaded alpha.txt"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("uploaded alpha.txt"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = run(&ctl, &["ls", "--json"]).await;
     assert!(out.status.success());
@@ -59,21 +63,41 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
 
     let out = run(&ctl, &["download", "alpha.txt", "-o", dest_s]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(&dest).expect("read"), std::fs::read(&a).expect("read"));
+    assert_eq!(
+        std::fs::read(&dest).expect("read"),
+        std::fs::read(&a).expect("read")
+    );
 
     let out = run(&ctl, &["stat", "alpha.txt", "--json"]).await;
     assert!(out.status.success());
     let stat: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat --json is JSON");
-    assert_eq!(stat["chunks"][0]["replicas"].as_array().expect("replicas").len(), 3);
+    assert_eq!(
+        stat["chunks"][0]["replicas"]
+            .as_array()
+            .expect("replicas")
+            .len(),
+        3
+    );
     let out = run(&ctl, &["stat", "alpha.txt"]).await;
-    assert!(text(&out.stdout).contains("3 copies"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("3 copies"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = run(&ctl, &["cluster", "status", "--json"]).await;
     assert!(out.status.success());
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
-    assert_eq!(st["chunkservers"].as_array().expect("chunkservers").len(), 3);
+    assert_eq!(
+        st["chunkservers"].as_array().expect("chunkservers").len(),
+        3
+    );
     let out = run(&ctl, &["cluster", "status"]).await;
-    assert!(text(&out.stdout).contains("3 healthy"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("3 healthy"),
+        "{}",
+        text(&out.stdout)
+    );
 
     let out = run(&ctl, &["rm", "beta.txt"]).await;
     assert!(out.status.success());
@@ -81,26 +105,53 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     // Not found: exit 4, and a failed download leaves an existing output file alone.
     let out = run(&ctl, &["download", "beta.txt", "-o", dest_s]).await;
     assert_eq!(out.status.code(), Some(4));
-    assert!(text(&out.stderr).contains("'beta.txt' not found"), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(&dest).expect("read"), std::fs::read(&a).expect("read"));
+    assert!(
+        text(&out.stderr).contains("'beta.txt' not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&dest).expect("read"),
+        std::fs::read(&a).expect("read")
+    );
     let out = run(&ctl, &["rm", "no-such-book.txt"]).await;
     assert_eq!(out.status.code(), Some(4));
 
     // Bad arguments: exit 2.
-    assert_eq!(run(&ctl, &["upload"]).await.status.code(), Some(2), "missing arguments");
-    assert_eq!(run(&ctl, &["frobnicate"]).await.status.code(), Some(2), "unknown command");
+    assert_eq!(
+        run(&ctl, &["upload"]).await.status.code(),
+        Some(2),
+        "missing arguments"
+    );
+    assert_eq!(
+        run(&ctl, &["frobnicate"]).await.status.code(),
+        Some(2),
+        "unknown command"
+    );
     let out = run(&ctl, &["upload", a_s, b_s, "--name", "x"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("single file"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("single file"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = run(&ctl, &["download", "alpha.txt", "--version", "v7"]).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("version"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("version"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // A missing local file: exit 1, naming the file.
     let missing = dir.path().join("missing.txt");
     let out = run(&ctl, &["upload", missing.to_str().expect("utf-8")]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("missing.txt"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("missing.txt"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // An unreachable controller: exit 3.
     let unreachable = run("127.0.0.1:1", &["ls"]).await;

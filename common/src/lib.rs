@@ -12,6 +12,7 @@ pub mod hash;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod net;
 pub mod shutdown;
 pub mod wire;
 

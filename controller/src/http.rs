@@ -15,7 +15,10 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
         && let Some(secret) = &node.config.cluster_secret
         && req.secret.as_deref() != Some(secret.as_str())
     {
-        return HttpResponse::text(StatusCode::UNAUTHORIZED, "missing or wrong cluster secret\n");
+        return HttpResponse::text(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong cluster secret\n",
+        );
     }
     match (&req.method, req.path.as_str()) {
         (&Method::GET, "/health") => HttpResponse::json(

@@ -7,7 +7,6 @@ use redcloud_common::discovery::advertise_addr;
 use redcloud_proto::MAX_MESSAGE_BYTES;
 use redcloud_proto::controller::controller_server::ControllerServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -134,7 +133,7 @@ pub async fn start(
     let svc = ControllerServer::new(ControllerService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = TcpListenerStream::new(listeners.grpc);
+    let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
     let sd = shutdown.clone();
     tasks.spawn(async move {
         let r = tonic::transport::Server::builder()
