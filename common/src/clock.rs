@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering as AtomicOrdering};
 
 use crate::NodeId;
 
@@ -80,7 +81,20 @@ impl VectorClock {
 
 /// A hybrid logical clock timestamp: the high 48 bits are wall-clock milliseconds,
 /// the low 16 bits a counter for events within one millisecond.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct HlcTimestamp(pub u64);
 
 impl HlcTimestamp {
@@ -101,8 +115,10 @@ impl HlcTimestamp {
 #[derive(Debug)]
 pub struct Hlc {
     last: Mutex<u64>,
-    /// Added to the wall clock; lets tests (and the fault run) skew a node's clock.
-    offset_ms: i64,
+    /// Added to the wall clock; lets tests and the fault run skew a node's clock.
+    offset_ms: AtomicI64,
+    /// A wall clock that moves only when told to (deterministic tests).
+    manual: Option<AtomicU64>,
 }
 
 impl Default for Hlc {
@@ -115,12 +131,38 @@ impl Hlc {
     pub fn new(offset_ms: i64) -> Self {
         Hlc {
             last: Mutex::new(0),
-            offset_ms,
+            offset_ms: AtomicI64::new(offset_ms),
+            manual: None,
         }
     }
 
+    /// A clock whose wall time starts at 1,000,000 ms and moves only by
+    /// [`Hlc::advance_manual`].
+    pub fn manual() -> Self {
+        Hlc {
+            last: Mutex::new(0),
+            offset_ms: AtomicI64::new(0),
+            manual: Some(AtomicU64::new(1_000_000)),
+        }
+    }
+
+    pub fn advance_manual(&self, ms: u64) {
+        if let Some(m) = &self.manual {
+            m.fetch_add(ms, AtomicOrdering::Relaxed);
+        }
+    }
+
+    /// Skews this node's wall clock by `ms` from now on.
+    pub fn set_offset_ms(&self, ms: i64) {
+        self.offset_ms.store(ms, AtomicOrdering::Relaxed);
+    }
+
     fn wall(&self) -> u64 {
-        let ms = crate::now_ms() as i64 + self.offset_ms;
+        let base = match &self.manual {
+            Some(m) => m.load(AtomicOrdering::Relaxed) as i64,
+            None => crate::now_ms() as i64,
+        };
+        let ms = base + self.offset_ms.load(AtomicOrdering::Relaxed);
         HlcTimestamp::from_parts(ms.max(0) as u64, 0).0
     }
 
@@ -136,6 +178,11 @@ impl Hlc {
     pub fn observe(&self, remote: HlcTimestamp) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         *last = (*last).max(remote.0);
+    }
+
+    /// The highest timestamp issued or observed so far.
+    pub fn peek(&self) -> HlcTimestamp {
+        HlcTimestamp(*self.last.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod net;
+pub mod replication;
 pub mod shutdown;
 pub mod wire;
 
