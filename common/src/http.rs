@@ -242,6 +242,17 @@ impl HttpClient {
         })
     }
 
+    /// POSTs raw bytes to `http://{addr}{path}` and returns the answer's body.
+    pub async fn post_bytes(
+        &self,
+        addr: &str,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Bytes, HttpError> {
+        let url = format!("http://{addr}{path}");
+        self.call(Method::POST, &url, body).await
+    }
+
     /// GETs `http://{addr}{path}` and returns the body.
     pub async fn get(&self, addr: &str, path: &str) -> Result<Bytes, HttpError> {
         let url = format!("http://{addr}{path}");

@@ -18,7 +18,9 @@ pub enum IdError {
 }
 
 /// A chunk's id: the SHA-256 of its bytes.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChunkId(pub [u8; 32]);
 
 impl ChunkId {

@@ -47,6 +47,42 @@ pub struct Config {
     #[arg(long, env = "HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub heartbeat_timeout: Duration,
 
+    /// Other controllers: DNS names (every address behind a name, e.g. the Docker
+    /// network alias) or `host:port` seeds, comma-separated. The port defaults to 8701.
+    #[arg(
+        long,
+        env = "CONTROLLER_PEERS",
+        value_delimiter = ',',
+        default_value = "controller"
+    )]
+    pub peers: Vec<String>,
+
+    /// How often peer names are resolved again.
+    #[arg(long, env = "DISCOVERY_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub discovery_interval: Duration,
+
+    /// Peers each new update is pushed to.
+    #[arg(long, env = "GOSSIP_FANOUT", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub gossip_fanout: u32,
+
+    /// Longest an update waits for a reachable peer that missed its push.
+    #[arg(long, env = "GOSSIP_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub gossip_interval: Duration,
+
+    /// How often a controller runs pull anti-entropy with a random peer.
+    #[arg(long, env = "ANTI_ENTROPY_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub anti_entropy_interval: Duration,
+
+    /// Skews this node's wall clock (milliseconds, may be negative). For fault tests.
+    #[arg(
+        long,
+        env = "CONTROLLER_CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide = true
+    )]
+    pub clock_offset_ms: i64,
+
     /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
     #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
@@ -73,6 +109,12 @@ impl Config {
             min_chunk_replicas: 2,
             chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
             heartbeat_timeout: Duration::from_secs(3),
+            peers: Vec::new(),
+            discovery_interval: Duration::from_secs(1),
+            gossip_fanout: 3,
+            gossip_interval: Duration::from_millis(200),
+            anti_entropy_interval: Duration::from_secs(2),
+            clock_offset_ms: 0,
             cluster_secret: None,
         }
     }

@@ -1,33 +1,39 @@
-//! The metadata store: one SQLite database per controller node, in WAL mode.
+//! The metadata store: one SQLite database per controller node, in WAL mode, and the
+//! replication bookkeeping that goes with it.
 //!
-//! Every replicated table carries `vclock` (JSON), `hlc`, `origin` and `deleted`.
-//! Every local write to a replicated row appends to `gossip_log` in the same
-//! transaction, so what replication must ship is never lost between the two.
+//! Every replicated table carries `vclock` (JSON), `hlc`, `origin`, `seq` and
+//! `deleted`. Every write this node makes or learns is numbered `(origin, seq)` and
+//! appended to `gossip_log` in the same transaction as the row it produced, and the
+//! node's coverage (which writes its state reflects, per origin) is updated and
+//! persisted in `replication_state` in that transaction too.
 //!
 //! SQLite calls block: they run on the blocking pool through [`Db::call`], on one
 //! connection behind a `std` mutex (held only inside the blocking closure, never
 //! across an `.await`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use redcloud_common::{ChunkId, FileId, HlcTimestamp, NodeId, VectorClock};
+use redcloud_common::replication::{Coverage, StateDigest, Version, VersionVector, supersedes};
+use redcloud_common::{ChunkId, FileId, Hlc, HlcTimestamp, NodeId};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{ControllerError, Result};
-use crate::model::{ChunkRef, ChunkserverRecord, FileRecord, RowMeta};
+use crate::model::{ChunkRef, ChunkserverRecord, FileRecord, VersionEntry};
+use crate::records::{self, Body, Record, Table};
 
 /// Forward-only migrations; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
-    // 1: the tables of SPEC §2.
+    // 1: the tables of SPEC §2, plus name deletions and replication bookkeeping.
     r#"
     CREATE TABLE users (
         user_id TEXT PRIMARY KEY,
         username TEXT NOT NULL,
         password_hash TEXT NOT NULL,
         created_at_ms INTEGER NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX users_username ON users(username);
     CREATE TABLE files (
@@ -40,46 +46,63 @@ const MIGRATIONS: &[&str] = &[
         chunk_count INTEGER NOT NULL,
         public INTEGER NOT NULL,
         created_at_ms INTEGER NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX files_owner_name ON files(owner, name, hlc);
     CREATE TABLE chunks (
-        file_id TEXT NOT NULL,
-        idx INTEGER NOT NULL,
-        chunk_id TEXT NOT NULL,
-        size INTEGER NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (file_id, idx)
+        file_id TEXT PRIMARY KEY,
+        list TEXT NOT NULL,
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX chunks_chunk_id ON chunks(chunk_id);
     CREATE TABLE chunk_locations (
         chunk_id TEXT NOT NULL,
         node_id TEXT NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (chunk_id, node_id)
     );
     CREATE TABLE chunkserver_nodes (
         node_id TEXT PRIMARY KEY,
         grpc_addr TEXT NOT NULL,
         http_addr TEXT NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
     );
     CREATE TABLE controller_nodes (
         node_id TEXT PRIMARY KEY,
         grpc_addr TEXT NOT NULL,
         http_addr TEXT NOT NULL,
-        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
     );
+    CREATE TABLE deletions (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, name)
+    );
+    -- Every write this node made or learned: (origin, seq) -> the row it wrote.
+    -- An empty table_name marks a write known only to have been superseded.
     CREATE TABLE gossip_log (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        seq INTEGER NOT NULL,
         table_name TEXT NOT NULL,
         row_key TEXT NOT NULL,
-        hlc INTEGER NOT NULL,
-        origin TEXT NOT NULL
+        PRIMARY KEY (origin, seq)
+    ) WITHOUT ROWID;
+    -- Per origin, the contiguous prefix of its writes this node's state reflects.
+    CREATE TABLE replication_state (
+        origin TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
     );
+    -- What each peer controller has seen: its version vector at our last exchange.
     CREATE TABLE gossip_peers (
         peer_id TEXT PRIMARY KEY,
-        acked_seq INTEGER NOT NULL DEFAULT 0
+        vector TEXT NOT NULL,
+        last_exchange_ms INTEGER NOT NULL
     );
     "#,
 ];
@@ -87,36 +110,98 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
+/// One local change to a replicated row.
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub key: String,
+    pub body: Body,
+    pub deleted: bool,
+}
+
+/// An anti-entropy delta: what a peer at some version vector lacks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Delta {
+    /// Current versions whose write the peer has not seen.
+    pub records: Vec<Record>,
+    /// Writes the peer has not seen that were since superseded here: `(origin, seq)`.
+    pub superseded: Vec<(NodeId, u64)>,
+    /// False if the delta was cut at the size limit (ask again for the rest).
+    pub complete: bool,
+}
+
+/// The connection and this node's replication state, guarded together so a row
+/// and the bookkeeping about it never disagree.
+pub struct Store {
+    pub conn: Connection,
+    node: NodeId,
+    hlc: Arc<Hlc>,
+    next_seq: u64,
+    coverage: Coverage,
+    /// Highest seq logged per origin (contiguous or not).
+    max_seq: BTreeMap<NodeId, u64>,
+}
+
 /// A handle to the metadata database. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    conn: Arc<Mutex<Connection>>,
+    store: Arc<Mutex<Store>>,
 }
 
 impl Db {
-    /// Opens (creating and migrating as needed) the database at `path`.
-    pub fn open(path: &Path) -> Result<Self> {
+    /// Opens (creating and migrating as needed) the database at `path` for `node`.
+    pub fn open(path: &Path, node: NodeId, hlc: Arc<Hlc>) -> Result<Self> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let mut vv = VersionVector::default();
+        {
+            let mut st = conn.prepare("SELECT origin, seq FROM replication_state")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (o, s) = row?;
+                if let Ok(o) = NodeId::new(o) {
+                    vv.0.insert(o, s as u64);
+                }
+            }
+        }
+        let mut max_seq = BTreeMap::new();
+        {
+            let mut st = conn.prepare("SELECT origin, MAX(seq) FROM gossip_log GROUP BY origin")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (o, s) = row?;
+                if let Ok(o) = NodeId::new(o) {
+                    max_seq.insert(o, s as u64);
+                }
+            }
+        }
+        hlc.observe(records::max_hlc(&conn)?);
+        let next_seq = max_seq.get(&node).copied().unwrap_or(0).max(vv.get(&node)) + 1;
+        let store = Store {
+            conn,
+            node,
+            hlc,
+            next_seq,
+            coverage: Coverage::new(vv),
+            max_seq,
+        };
         Ok(Db {
-            conn: Arc::new(Mutex::new(conn)),
+            store: Arc::new(Mutex::new(store)),
         })
     }
 
-    /// Runs `f` on the connection, on the blocking pool.
+    /// Runs `f` on the store, on the blocking pool.
     pub async fn call<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Store) -> Result<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c)
+            let mut s = store.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut s)
         })
         .await
         .map_err(|e| ControllerError::Internal(format!("database task failed: {e}")))?
@@ -142,13 +227,209 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-fn log_update(conn: &Connection, table: &str, key: &str, meta: &RowMeta) -> rusqlite::Result<()> {
-    conn.execute(
-        "INSERT INTO gossip_log (table_name, row_key, hlc, origin) VALUES (?1, ?2, ?3, ?4)",
-        params![table, key, meta.hlc.0 as i64, meta.origin.as_str()],
-    )?;
+fn log_write(
+    conn: &Connection,
+    origin: &NodeId,
+    seq: u64,
+    table: &str,
+    key: &str,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO gossip_log (origin, seq, table_name, row_key) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![origin.as_str(), seq as i64, table, key])?;
     Ok(())
 }
+
+fn persist_vv(
+    conn: &Connection,
+    before: &VersionVector,
+    after: &VersionVector,
+) -> rusqlite::Result<()> {
+    let mut st = conn
+        .prepare_cached("INSERT OR REPLACE INTO replication_state (origin, seq) VALUES (?1, ?2)")?;
+    for (o, s) in &after.0 {
+        if before.get(o) != *s {
+            st.execute(params![o.as_str(), *s as i64])?;
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// This node's version vector: per origin, the writes its state reflects.
+    pub fn vector(&self) -> VersionVector {
+        self.coverage.vector().clone()
+    }
+
+    /// Makes local writes: each gets the next `seq`, a vector clock one past the
+    /// row's current one, and a fresh HLC timestamp. Returns the records written.
+    pub fn write(&mut self, writes: Vec<Write>) -> Result<Vec<Record>> {
+        let first_seq = self.next_seq;
+        let mut coverage = self.coverage.clone();
+        let before = coverage.vector().clone();
+        let result = (|| -> Result<Vec<Record>> {
+            let tx = self.conn.transaction()?;
+            let mut out = Vec::with_capacity(writes.len());
+            for (seq, w) in (first_seq..).zip(writes) {
+                let table = w.body.table();
+                let mut vclock = records::load_version(&tx, table, &w.key)?
+                    .map(|v| v.vclock)
+                    .unwrap_or_default();
+                vclock.increment(&self.node);
+                let rec = Record {
+                    key: w.key,
+                    version: Version {
+                        vclock,
+                        hlc: self.hlc.now(),
+                        origin: self.node.clone(),
+                        seq,
+                        deleted: w.deleted,
+                    },
+                    body: w.body,
+                };
+                records::upsert(&tx, &rec)?;
+                log_write(&tx, &self.node, seq, table.name(), &rec.key)?;
+                coverage.record(&self.node, seq);
+                out.push(rec);
+            }
+            persist_vv(&tx, &before, coverage.vector())?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        if let Ok(out) = &result {
+            self.next_seq = first_seq + out.len() as u64;
+            self.coverage = coverage;
+            if let Some(last) = out.last() {
+                self.max_seq.insert(self.node.clone(), last.version.seq);
+            }
+        }
+        result
+    }
+
+    /// Applies records and superseded-write markers from a peer. Returns the
+    /// records that changed this node's state (the news to pass on).
+    pub fn apply(
+        &mut self,
+        incoming: Vec<Record>,
+        superseded: &[(NodeId, u64)],
+    ) -> Result<Vec<Record>> {
+        let mut coverage = self.coverage.clone();
+        let before = coverage.vector().clone();
+        let mut max_seq = self.max_seq.clone();
+        let result = (|| -> Result<Vec<Record>> {
+            let tx = self.conn.transaction()?;
+            let mut changed = Vec::new();
+            for rec in incoming {
+                let v = &rec.version;
+                self.hlc.observe(v.hlc);
+                if v.seq == 0 {
+                    continue; // not a numbered write: ignore rather than corrupt coverage
+                }
+                let table = rec.table();
+                let newer = match records::load_version(&tx, table, &rec.key)? {
+                    Some(cur) => supersedes(v, &cur),
+                    None => true,
+                };
+                log_write(&tx, &v.origin, v.seq, table.name(), &rec.key)?;
+                coverage.record(&v.origin, v.seq);
+                let m = max_seq.entry(v.origin.clone()).or_insert(0);
+                *m = (*m).max(v.seq);
+                if newer {
+                    records::upsert(&tx, &rec)?;
+                    changed.push(rec);
+                }
+            }
+            for (origin, seq) in superseded {
+                if *seq == 0 {
+                    continue;
+                }
+                log_write(&tx, origin, *seq, "", "")?;
+                coverage.record(origin, *seq);
+                let m = max_seq.entry(origin.clone()).or_insert(0);
+                *m = (*m).max(*seq);
+            }
+            persist_vv(&tx, &before, coverage.vector())?;
+            tx.commit()?;
+            Ok(changed)
+        })();
+        if result.is_ok() {
+            self.coverage = coverage;
+            self.max_seq = max_seq;
+        }
+        result
+    }
+
+    /// What a peer whose version vector is `theirs` lacks, at most `limit` items.
+    pub fn delta(&self, theirs: &VersionVector, limit: usize) -> Result<Delta> {
+        let mut d = Delta {
+            complete: true,
+            ..Delta::default()
+        };
+        let mut st = self.conn.prepare_cached(
+            "SELECT seq, table_name, row_key FROM gossip_log WHERE origin = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        for (origin, &max) in &self.max_seq {
+            let from = theirs.get(origin);
+            if max <= from {
+                continue;
+            }
+            let room = limit.saturating_sub(d.records.len() + d.superseded.len());
+            if room == 0 {
+                d.complete = false;
+                break;
+            }
+            let entries: Vec<(i64, String, String)> = st
+                .query_map(
+                    params![origin.as_str(), from as i64, room as i64 + 1],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            if entries.len() > room {
+                d.complete = false;
+            }
+            for (seq, table, key) in entries.into_iter().take(room) {
+                let seq = seq as u64;
+                let current = match Table::from_name(&table) {
+                    Some(t) => records::load(&self.conn, t, &key)?,
+                    None => None,
+                };
+                match current {
+                    Some(r) if r.version.origin == *origin && r.version.seq == seq => {
+                        d.records.push(r)
+                    }
+                    _ => d.superseded.push((origin.clone(), seq)),
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// An order-independent digest of every replicated row's current version.
+    pub fn digest(&self) -> Result<StateDigest> {
+        let mut d = StateDigest::default();
+        records::for_each_version(&self.conn, |t, k, v| d.add(t.name(), k, v))?;
+        Ok(d)
+    }
+
+    /// Remembers what a peer has seen.
+    pub fn note_peer_vector(&self, peer: &NodeId, vv: &VersionVector) -> Result<()> {
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, ?3)")?
+            .execute(params![
+                peer.as_str(),
+                serde_json::to_string(vv).unwrap_or_default(),
+                redcloud_common::now_ms() as i64
+            ])?;
+        Ok(())
+    }
+}
+
+const FILE_COLS: &str = "file_id, owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms, vclock, hlc, origin, seq, deleted";
 
 fn bad_row(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -157,19 +438,6 @@ fn bad_row(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
         format!("{what}: {e}").into(),
     )
 }
-
-fn read_meta(row: &Row<'_>, base: usize) -> rusqlite::Result<RowMeta> {
-    let vclock: String = row.get(base)?;
-    let origin: String = row.get(base + 2)?;
-    Ok(RowMeta {
-        vclock: VectorClock::from_json(&vclock).map_err(|e| bad_row("vclock", e))?,
-        hlc: HlcTimestamp(row.get::<_, i64>(base + 1)? as u64),
-        origin: NodeId::new(origin).map_err(|e| bad_row("origin", e))?,
-        deleted: row.get::<_, i64>(base + 3)? != 0,
-    })
-}
-
-const FILE_COLS: &str = "file_id, owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms, vclock, hlc, origin, deleted";
 
 fn read_file(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
     let id: String = row.get(0)?;
@@ -183,129 +451,82 @@ fn read_file(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         chunk_count: row.get::<_, i64>(6)? as u32,
         public: row.get::<_, i64>(7)? != 0,
         created_at_ms: row.get::<_, i64>(8)? as u64,
-        meta: read_meta(row, 9)?,
+        meta: records::read_version(row, 9)?,
     })
 }
 
-/// Stores a new file version with its chunks and the chunk copies known so far, in
-/// one transaction.
-pub fn insert_file(
-    conn: &mut Connection,
-    file: &FileRecord,
-    chunks: &[ChunkRef],
-    locations: &[(ChunkId, NodeId)],
-    location_meta: &RowMeta,
-) -> Result<()> {
-    let tx = conn.transaction()?;
-    let m = &file.meta;
-    tx.execute(
-        &format!(
-            "INSERT INTO files ({FILE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
-        ),
-        params![
-            file.file_id.to_string(),
-            file.owner,
-            file.name,
-            file.size as i64,
-            file.sha256,
-            file.chunk_size as i64,
-            file.chunk_count as i64,
-            file.public as i64,
-            file.created_at_ms as i64,
-            m.vclock.to_json(),
-            m.hlc.0 as i64,
-            m.origin.as_str(),
-            m.deleted as i64
-        ],
-    )?;
-    log_update(&tx, "files", &file.file_id.to_string(), m)?;
+/// Orders versions by the merge rule's tiebreak: (HLC, origin).
+fn newer(a_hlc: HlcTimestamp, a_origin: &NodeId, b_hlc: HlcTimestamp, b_origin: &NodeId) -> bool {
+    (a_hlc, a_origin) > (b_hlc, b_origin)
+}
+
+/// The deletion marker of `owner/name`, if any: (hlc, origin).
+fn deletion(conn: &Connection, owner: &str, name: &str) -> Result<Option<(HlcTimestamp, NodeId)>> {
+    let r = conn
+        .prepare_cached(
+            "SELECT hlc, origin FROM deletions WHERE owner = ?1 AND name = ?2 AND deleted = 0",
+        )?
+        .query_row(params![owner, name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .optional()?;
+    Ok(match r {
+        Some((h, o)) => Some((
+            HlcTimestamp(h as u64),
+            NodeId::new(o).map_err(|e| bad_row("origin", e))?,
+        )),
+        None => None,
+    })
+}
+
+/// Every version of `owner/name`, newest first (live and deleted).
+pub fn versions(conn: &Connection, owner: &str, name: &str) -> Result<Vec<VersionEntry>> {
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM files WHERE owner = ?1 AND name = ?2 ORDER BY hlc DESC, origin DESC"
+    ))?;
+    let files = st
+        .query_map(params![owner, name], read_file)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let current = current_of(conn, owner, name, &files)?.map(|f| f.file_id);
+    Ok(files
+        .into_iter()
+        .map(|f| VersionEntry {
+            current: Some(f.file_id) == current,
+            file: f,
+        })
+        .collect())
+}
+
+/// The current version among `files` (all versions of one name): the live one with
+/// the highest (HLC, origin), unless a later deletion of the name hides it.
+fn current_of(
+    conn: &Connection,
+    owner: &str,
+    name: &str,
+    files: &[FileRecord],
+) -> Result<Option<FileRecord>> {
+    let best = files
+        .iter()
+        .filter(|f| !f.meta.deleted)
+        .max_by(|a, b| (a.meta.hlc, &a.meta.origin).cmp(&(b.meta.hlc, &b.meta.origin)));
+    let Some(best) = best else { return Ok(None) };
+    if let Some((dh, dorigin)) = deletion(conn, owner, name)?
+        && newer(dh, &dorigin, best.meta.hlc, &best.meta.origin)
     {
-        let mut ins = tx.prepare_cached(
-            "INSERT INTO chunks (file_id, idx, chunk_id, size, vclock, hlc, origin, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)",
-        )?;
-        for c in chunks {
-            ins.execute(params![
-                file.file_id.to_string(),
-                c.index as i64,
-                c.chunk_id.to_hex(),
-                c.size as i64,
-                m.vclock.to_json(),
-                m.hlc.0 as i64,
-                m.origin.as_str()
-            ])?;
-        }
+        return Ok(None);
     }
-    if !chunks.is_empty() {
-        log_update(&tx, "chunks", &file.file_id.to_string(), m)?;
-    }
-    upsert_locations(&tx, locations, location_meta)?;
-    tx.commit()?;
-    Ok(())
+    Ok(Some(best.clone()))
 }
 
-/// Records that chunkservers hold chunks.
-pub fn record_locations(
-    conn: &mut Connection,
-    locations: &[(ChunkId, NodeId)],
-    meta: &RowMeta,
-) -> Result<()> {
-    let tx = conn.transaction()?;
-    upsert_locations(&tx, locations, meta)?;
-    tx.commit()?;
-    Ok(())
-}
-
-fn upsert_locations(
-    tx: &Connection,
-    locations: &[(ChunkId, NodeId)],
-    meta: &RowMeta,
-) -> rusqlite::Result<()> {
-    let mut existing = tx.prepare_cached(
-        "SELECT vclock, hlc, origin, deleted FROM chunk_locations WHERE chunk_id = ?1 AND node_id = ?2",
-    )?;
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO chunk_locations (chunk_id, node_id, vclock, hlc, origin, deleted)
-         VALUES (?1, ?2, ?3, ?4, ?5, 0)
-         ON CONFLICT (chunk_id, node_id) DO UPDATE SET
-           vclock = excluded.vclock, hlc = excluded.hlc, origin = excluded.origin, deleted = 0",
-    )?;
-    for (chunk, node) in locations {
-        let key = chunk.to_hex();
-        let prior = existing
-            .query_row(params![key, node.as_str()], |r| read_meta(r, 0))
-            .optional()?;
-        let mut vclock = match &prior {
-            Some(p) if !p.deleted => continue, // already recorded as present
-            Some(p) => p.vclock.clone(),
-            None => VectorClock::new(),
-        };
-        vclock.increment(&meta.origin);
-        upsert.execute(params![
-            key,
-            node.as_str(),
-            vclock.to_json(),
-            meta.hlc.0 as i64,
-            meta.origin.as_str()
-        ])?;
-        log_update(tx, "chunk_locations", &format!("{key}/{node}"), meta)?;
-    }
-    Ok(())
-}
-
-/// The current version of `owner/name`: the live version with the highest
-/// (HLC timestamp, origin).
+/// The current version of `owner/name`.
 pub fn current_file(conn: &Connection, owner: &str, name: &str) -> Result<Option<FileRecord>> {
-    Ok(conn
-        .query_row(
-            &format!(
-                "SELECT {FILE_COLS} FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0
-                 ORDER BY hlc DESC, origin DESC LIMIT 1"
-            ),
-            params![owner, name],
-            read_file,
-        )
-        .optional()?)
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {FILE_COLS} FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0"
+    ))?;
+    let files = st
+        .query_map(params![owner, name], read_file)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    current_of(conn, owner, name, &files)
 }
 
 /// A specific live version of `owner/name`.
@@ -327,32 +548,48 @@ pub fn file_version(
 /// The current version of every live file of `owner` whose name starts with `prefix`.
 pub fn list_current(conn: &Connection, owner: &str, prefix: &str) -> Result<Vec<FileRecord>> {
     let mut st = conn.prepare_cached(&format!(
-        "SELECT {FILE_COLS} FROM files f
+        "SELECT {FILE_COLS} FROM files
          WHERE owner = ?1 AND deleted = 0 AND substr(name, 1, length(?2)) = ?2
-           AND NOT EXISTS (
-             SELECT 1 FROM files g
-             WHERE g.owner = f.owner AND g.name = f.name AND g.deleted = 0
-               AND (g.hlc > f.hlc OR (g.hlc = f.hlc AND g.origin > f.origin)))
          ORDER BY name"
     ))?;
-    let rows = st.query_map(params![owner, prefix], read_file)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    let files = st
+        .query_map(params![owner, prefix], read_file)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < files.len() {
+        let mut j = i;
+        while j < files.len() && files[j].name == files[i].name {
+            j += 1;
+        }
+        if let Some(f) = current_of(conn, owner, &files[i].name, &files[i..j])? {
+            out.push(f);
+        }
+        i = j;
+    }
+    Ok(out)
 }
 
-/// The chunks of a file version, in order.
-pub fn file_chunks(conn: &Connection, file_id: &FileId) -> Result<Vec<ChunkRef>> {
-    let mut st = conn.prepare_cached(
-        "SELECT idx, chunk_id, size FROM chunks WHERE file_id = ?1 AND deleted = 0 ORDER BY idx",
-    )?;
-    let rows = st.query_map(params![file_id.to_string()], |r| {
-        let id: String = r.get(1)?;
-        Ok(ChunkRef {
-            index: r.get::<_, i64>(0)? as u32,
-            chunk_id: id.parse().map_err(|e| bad_row("chunk_id", e))?,
-            size: r.get::<_, i64>(2)? as u64,
-        })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+/// The chunks of a file version, in order; `None` if its chunk list has not
+/// arrived (yet) on this controller.
+pub fn file_chunks(conn: &Connection, file_id: &FileId) -> Result<Option<Vec<ChunkRef>>> {
+    let list: Option<String> = conn
+        .prepare_cached("SELECT list FROM chunks WHERE file_id = ?1")?
+        .query_row(params![file_id.to_string()], |r| r.get(0))
+        .optional()?;
+    let Some(list) = list else { return Ok(None) };
+    let list = records::decode_chunk_list(&list)
+        .map_err(|e| ControllerError::Internal(format!("chunk list: {e}")))?;
+    Ok(Some(
+        list.into_iter()
+            .enumerate()
+            .map(|(i, (chunk_id, size))| ChunkRef {
+                index: i as u32,
+                chunk_id,
+                size,
+            })
+            .collect(),
+    ))
 }
 
 /// Which chunkservers are recorded as holding each of `chunks`.
@@ -373,78 +610,126 @@ pub fn locations(conn: &Connection, chunks: &[ChunkId]) -> Result<HashMap<ChunkI
     Ok(out)
 }
 
-/// Tombstones every live version of `owner/name`; returns how many there were.
-pub fn delete_name(
-    conn: &mut Connection,
-    owner: &str,
-    name: &str,
-    node: &NodeId,
-    hlc: HlcTimestamp,
-) -> Result<u32> {
-    let tx = conn.transaction()?;
-    let versions: Vec<(String, String)> = {
-        let mut st = tx.prepare(
-            "SELECT file_id, vclock FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0",
-        )?;
-        st.query_map(params![owner, name], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    for (id, vclock) in &versions {
-        let mut vc = VectorClock::from_json(vclock).map_err(|e| bad_row("vclock", e))?;
-        vc.increment(node);
-        let meta = RowMeta {
-            vclock: vc,
-            hlc,
-            origin: node.clone(),
-            deleted: true,
-        };
-        tx.execute(
-            "UPDATE files SET deleted = 1, vclock = ?2, hlc = ?3, origin = ?4 WHERE file_id = ?1",
-            params![id, meta.vclock.to_json(), hlc.0 as i64, node.as_str()],
-        )?;
-        log_update(&tx, "files", id, &meta)?;
-    }
-    tx.commit()?;
-    Ok(versions.len() as u32)
+/// Records a new file version: its row, its chunk list and the copies known so far.
+pub fn insert_file(
+    store: &mut Store,
+    file: &FileRecord,
+    chunks: &[ChunkRef],
+    holders: &[(ChunkId, NodeId)],
+) -> Result<Vec<Record>> {
+    let mut writes = vec![
+        Write {
+            key: file.file_id.to_string(),
+            body: Body::File(file.body()),
+            deleted: false,
+        },
+        Write {
+            key: file.file_id.to_string(),
+            body: Body::Chunks(chunks.iter().map(|c| (c.chunk_id, c.size)).collect()),
+            deleted: false,
+        },
+    ];
+    writes.extend(location_writes(&store.conn, holders)?);
+    store.write(writes)
 }
 
-/// Records (or updates the addresses of) a chunkserver. Returns true if anything changed.
-pub fn upsert_chunkserver(
-    conn: &mut Connection,
-    cs: &ChunkserverRecord,
-    node: &NodeId,
-    hlc: HlcTimestamp,
-) -> Result<bool> {
-    let tx = conn.transaction()?;
-    let prior: Option<(String, String, String, i64)> = tx
-        .query_row(
-            "SELECT grpc_addr, http_addr, vclock, deleted FROM chunkserver_nodes WHERE node_id = ?1",
-            params![cs.node_id.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
-    let mut vclock = match prior {
-        Some((g, h, _, 0)) if g == cs.grpc_addr && h == cs.http_addr => return Ok(false),
-        Some((_, _, vc, _)) => VectorClock::from_json(&vc).map_err(|e| bad_row("vclock", e))?,
-        None => VectorClock::new(),
+fn location_writes(conn: &Connection, holders: &[(ChunkId, NodeId)]) -> Result<Vec<Write>> {
+    let mut out = Vec::new();
+    for (chunk, node) in holders {
+        let key = records::location_key(chunk, node);
+        match records::load_version(conn, Table::ChunkLocations, &key)? {
+            Some(v) if !v.deleted => {} // already recorded
+            _ => out.push(Write {
+                key,
+                body: Body::ChunkLocation,
+                deleted: false,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+/// Records that chunkservers hold chunks (those not yet recorded).
+pub fn record_locations(store: &mut Store, holders: &[(ChunkId, NodeId)]) -> Result<Vec<Record>> {
+    let writes = location_writes(&store.conn, holders)?;
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.write(writes)
+}
+
+/// Deletes `owner/name`: tombstones every live version this node knows and records
+/// the name's deletion (which hides concurrent older uploads it did not know of).
+/// Returns the number of versions tombstoned and the records written.
+pub fn delete_name(store: &mut Store, owner: &str, name: &str) -> Result<(u32, Vec<Record>)> {
+    let live: Vec<FileRecord> = {
+        let mut st = store.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLS} FROM files WHERE owner = ?1 AND name = ?2 AND deleted = 0"
+        ))?;
+        st.query_map(params![owner, name], read_file)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
     };
-    vclock.increment(node);
-    let meta = RowMeta {
-        vclock,
-        hlc,
-        origin: node.clone(),
+    if current_of(&store.conn, owner, name, &live)?.is_none() {
+        return Ok((0, Vec::new()));
+    }
+    let mut writes: Vec<Write> = live
+        .iter()
+        .map(|f| Write {
+            key: f.file_id.to_string(),
+            body: Body::File(f.body()),
+            deleted: true,
+        })
+        .collect();
+    writes.push(Write {
+        key: records::deletion_key(owner, name),
+        body: Body::Deletion,
         deleted: false,
-    };
-    tx.execute(
-        "INSERT INTO chunkserver_nodes (node_id, grpc_addr, http_addr, vclock, hlc, origin, deleted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
-         ON CONFLICT (node_id) DO UPDATE SET grpc_addr = excluded.grpc_addr, http_addr = excluded.http_addr,
-           vclock = excluded.vclock, hlc = excluded.hlc, origin = excluded.origin, deleted = 0",
-        params![cs.node_id.as_str(), cs.grpc_addr, cs.http_addr, meta.vclock.to_json(), hlc.0 as i64, node.as_str()],
-    )?;
-    log_update(&tx, "chunkserver_nodes", cs.node_id.as_str(), &meta)?;
-    tx.commit()?;
-    Ok(true)
+    });
+    let recs = store.write(writes)?;
+    Ok((live.len() as u32, recs))
+}
+
+/// Records (or updates the addresses of) a chunkserver, if anything changed.
+pub fn upsert_chunkserver(store: &mut Store, cs: &ChunkserverRecord) -> Result<Vec<Record>> {
+    upsert_node(
+        store,
+        cs.node_id.as_str(),
+        Body::Chunkserver {
+            grpc_addr: cs.grpc_addr.clone(),
+            http_addr: cs.http_addr.clone(),
+        },
+    )
+}
+
+/// Records (or updates the addresses of) a controller, if anything changed.
+pub fn upsert_controller(
+    store: &mut Store,
+    node: &NodeId,
+    grpc: &str,
+    http: &str,
+) -> Result<Vec<Record>> {
+    upsert_node(
+        store,
+        node.as_str(),
+        Body::Controller {
+            grpc_addr: grpc.to_string(),
+            http_addr: http.to_string(),
+        },
+    )
+}
+
+fn upsert_node(store: &mut Store, key: &str, body: Body) -> Result<Vec<Record>> {
+    if let Some(cur) = records::load(&store.conn, body.table(), key)?
+        && !cur.version.deleted
+        && cur.body == body
+    {
+        return Ok(Vec::new());
+    }
+    store.write(vec![Write {
+        key: key.to_string(),
+        body,
+        deleted: false,
+    }])
 }
 
 /// Every registered chunkserver.
@@ -462,49 +747,11 @@ pub fn chunkservers(conn: &Connection) -> Result<Vec<ChunkserverRecord>> {
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-/// Records this controller in `controller_nodes` (if its addresses changed).
-pub fn upsert_controller(
-    conn: &mut Connection,
-    node: &NodeId,
-    grpc: &str,
-    http: &str,
-    hlc: HlcTimestamp,
-) -> Result<()> {
-    let tx = conn.transaction()?;
-    let prior: Option<(String, String, String)> = tx
-        .query_row(
-            "SELECT grpc_addr, http_addr, vclock FROM controller_nodes WHERE node_id = ?1",
-            params![node.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let mut vclock = match prior {
-        Some((g, h, _)) if g == grpc && h == http => return Ok(()),
-        Some((_, _, vc)) => VectorClock::from_json(&vc).map_err(|e| bad_row("vclock", e))?,
-        None => VectorClock::new(),
-    };
-    vclock.increment(node);
-    let meta = RowMeta {
-        vclock,
-        hlc,
-        origin: node.clone(),
-        deleted: false,
-    };
-    tx.execute(
-        "INSERT INTO controller_nodes (node_id, grpc_addr, http_addr, vclock, hlc, origin, deleted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
-         ON CONFLICT (node_id) DO UPDATE SET grpc_addr = excluded.grpc_addr, http_addr = excluded.http_addr,
-           vclock = excluded.vclock, hlc = excluded.hlc, origin = excluded.origin, deleted = 0",
-        params![node.as_str(), grpc, http, meta.vclock.to_json(), hlc.0 as i64, node.as_str()],
-    )?;
-    log_update(&tx, "controller_nodes", node.as_str(), &meta)?;
-    tx.commit()?;
-    Ok(())
-}
-
 /// Every known controller: (id, gRPC address, HTTP address).
 pub fn controllers(conn: &Connection) -> Result<Vec<(NodeId, String, String)>> {
-    let mut st = conn.prepare("SELECT node_id, grpc_addr, http_addr FROM controller_nodes WHERE deleted = 0 ORDER BY node_id")?;
+    let mut st = conn.prepare_cached(
+        "SELECT node_id, grpc_addr, http_addr FROM controller_nodes WHERE deleted = 0 ORDER BY node_id",
+    )?;
     let rows = st.query_map([], |r| {
         let id: String = r.get(0)?;
         Ok((
@@ -521,15 +768,14 @@ pub fn controllers(conn: &Connection) -> Result<Vec<(NodeId, String, String)>> {
 pub fn live_chunk_locations(conn: &Connection) -> Result<HashMap<ChunkId, Vec<NodeId>>> {
     let mut st = conn.prepare(
         "SELECT c.chunk_id, l.node_id FROM
-           (SELECT DISTINCT chunks.chunk_id FROM chunks JOIN files ON files.file_id = chunks.file_id
-            WHERE files.deleted = 0 AND chunks.deleted = 0) c
+           (SELECT DISTINCT json_extract(j.value, '$[0]') AS chunk_id
+              FROM files f JOIN chunks ch ON ch.file_id = f.file_id, json_each(ch.list) j
+             WHERE f.deleted = 0) c
          LEFT JOIN chunk_locations l ON l.chunk_id = c.chunk_id AND l.deleted = 0",
     )?;
     let mut out: HashMap<ChunkId, Vec<NodeId>> = HashMap::new();
     let rows = st.query_map([], |r| {
-        let c: String = r.get(0)?;
-        let n: Option<String> = r.get(1)?;
-        Ok((c, n))
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
     })?;
     for row in rows {
         let (c, n) = row?;
@@ -542,35 +788,40 @@ pub fn live_chunk_locations(conn: &Connection) -> Result<HashMap<ChunkId, Vec<No
     Ok(out)
 }
 
-/// The number of live files (current versions).
+/// The number of live files (names with a current version).
 pub fn live_file_count(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT owner, name FROM files WHERE deleted = 0)",
-        [],
-        |r| r.get::<_, i64>(0),
-    )? as u64)
+    let mut st = conn.prepare("SELECT DISTINCT owner, name FROM files WHERE deleted = 0")?;
+    let names = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut n = 0;
+    for (owner, name) in names {
+        if current_file(conn, &owner, &name)?.is_some() {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redcloud_common::VectorClock;
 
     fn node(s: &str) -> NodeId {
         NodeId::new(s).unwrap()
     }
 
-    fn meta(n: &NodeId, hlc: u64) -> RowMeta {
-        let mut vclock = VectorClock::new();
-        vclock.increment(n);
-        RowMeta {
-            vclock,
-            hlc: HlcTimestamp(hlc),
-            origin: n.clone(),
-            deleted: false,
-        }
+    fn open(dir: &Path, n: &str) -> Db {
+        Db::open(
+            &dir.join(format!("{n}.sqlite")),
+            node(n),
+            Arc::new(Hlc::default()),
+        )
+        .unwrap()
     }
 
-    fn file(name: &str, hlc: u64, n: &NodeId) -> FileRecord {
+    fn file(name: &str) -> FileRecord {
         FileRecord {
             file_id: FileId::generate(),
             owner: "anonymous".into(),
@@ -581,72 +832,149 @@ mod tests {
             chunk_count: 1,
             public: false,
             created_at_ms: 1,
-            meta: meta(n, hlc),
+            meta: Version {
+                vclock: VectorClock::new(),
+                hlc: HlcTimestamp(0),
+                origin: node("a"),
+                seq: 0,
+                deleted: false,
+            },
         }
     }
 
+    fn with<T>(db: &Db, f: impl FnOnce(&mut Store) -> T) -> T {
+        let mut s = db.store.lock().unwrap();
+        f(&mut s)
+    }
+
     #[test]
-    fn versions_listing_and_tombstones() {
+    fn versions_listing_tombstones_and_logging() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("m.sqlite")).unwrap();
-        let mut c = db.conn.lock().unwrap();
+        let db = open(dir.path(), "a");
         let a = node("a");
         let chunk = ChunkRef {
             index: 0,
             chunk_id: ChunkId::of(b"abc"),
             size: 3,
         };
-        let v1 = file("moby.txt", 10, &a);
-        let v2 = file("moby.txt", 20, &a);
-        let other = file("other.txt", 15, &a);
-        for f in [&v1, &v2, &other] {
-            insert_file(
-                &mut c,
-                f,
-                std::slice::from_ref(&chunk),
-                &[(chunk.chunk_id, a.clone())],
-                &f.meta,
-            )
-            .unwrap();
-        }
-        assert_eq!(
-            current_file(&c, "anonymous", "moby.txt")
+        let v1 = file("moby.txt");
+        let v2 = file("moby.txt");
+        let other = file("other.txt");
+        with(&db, |s| {
+            for f in [&v1, &v2, &other] {
+                insert_file(
+                    s,
+                    f,
+                    std::slice::from_ref(&chunk),
+                    &[(chunk.chunk_id, a.clone())],
+                )
+                .unwrap();
+            }
+            let c = &s.conn;
+            assert_eq!(
+                current_file(c, "anonymous", "moby.txt")
+                    .unwrap()
+                    .unwrap()
+                    .file_id,
+                v2.file_id
+            );
+            assert!(
+                file_version(c, "anonymous", "moby.txt", &v1.file_id)
+                    .unwrap()
+                    .is_some()
+            );
+            let names: Vec<_> = list_current(c, "anonymous", "")
                 .unwrap()
-                .unwrap()
-                .file_id,
-            v2.file_id
-        );
-        assert!(
-            file_version(&c, "anonymous", "moby.txt", &v1.file_id)
-                .unwrap()
-                .is_some()
-        );
-        let names: Vec<_> = list_current(&c, "anonymous", "")
-            .unwrap()
-            .into_iter()
-            .map(|f| f.name)
-            .collect();
-        assert_eq!(names, ["moby.txt", "other.txt"]);
-        assert_eq!(list_current(&c, "anonymous", "oth").unwrap().len(), 1);
-        assert_eq!(file_chunks(&c, &v1.file_id).unwrap(), vec![chunk.clone()]);
-        assert_eq!(
-            locations(&c, &[chunk.chunk_id]).unwrap()[&chunk.chunk_id],
-            vec![a.clone()]
-        );
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
+            assert_eq!(names, ["moby.txt", "other.txt"]);
+            assert_eq!(list_current(c, "anonymous", "oth").unwrap().len(), 1);
+            assert_eq!(
+                file_chunks(c, &v1.file_id).unwrap().unwrap(),
+                vec![chunk.clone()]
+            );
+            assert_eq!(
+                locations(c, &[chunk.chunk_id]).unwrap()[&chunk.chunk_id],
+                vec![a.clone()]
+            );
+            assert_eq!(versions(c, "anonymous", "moby.txt").unwrap().len(), 2);
 
-        assert_eq!(
-            delete_name(&mut c, "anonymous", "moby.txt", &a, HlcTimestamp(30)).unwrap(),
-            2
-        );
-        assert!(current_file(&c, "anonymous", "moby.txt").unwrap().is_none());
-        assert_eq!(live_file_count(&c).unwrap(), 1);
-        let log: i64 = c
-            .query_row("SELECT COUNT(*) FROM gossip_log", [], |r| r.get(0))
-            .unwrap();
-        assert!(log >= 8, "every replicated write is logged, got {log}");
-        drop(c);
-        // Reopening does not re-run migrations.
+            let (n, recs) = delete_name(s, "anonymous", "moby.txt").unwrap();
+            assert_eq!(n, 2);
+            assert_eq!(recs.len(), 3, "two tombstones and a deletion marker");
+            let c = &s.conn;
+            assert!(current_file(c, "anonymous", "moby.txt").unwrap().is_none());
+            assert_eq!(live_file_count(c).unwrap(), 1);
+            // 3 files + 3 chunk lists + 1 location + 3 delete records, numbered 1..=10.
+            let log: i64 = c
+                .query_row("SELECT COUNT(*) FROM gossip_log", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(log, 10);
+            assert_eq!(s.vector().get(&a), 10);
+        });
         drop(db);
-        Db::open(&dir.path().join("m.sqlite")).unwrap();
+        // Reopening keeps numbering where it was.
+        let db = open(dir.path(), "a");
+        with(&db, |s| {
+            let r = insert_file(s, &file("n.txt"), &[], &[]).unwrap();
+            assert_eq!(r[0].version.seq, 11);
+        });
+    }
+
+    #[test]
+    fn deltas_and_apply_bring_a_peer_up_to_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(dir.path(), "a");
+        let b = open(dir.path(), "b");
+        let f1 = file("one.txt");
+        with(&a, |s| insert_file(s, &f1, &[], &[]).unwrap());
+        with(&a, |s| delete_name(s, "anonymous", "one.txt").unwrap());
+        let f2 = file("two.txt");
+        with(&a, |s| insert_file(s, &f2, &[], &[]).unwrap());
+
+        // b knows nothing: the delta holds every current version; the first write of
+        // one.txt was superseded by its tombstone and travels as a marker.
+        let d = with(&a, |s| s.delta(&VersionVector::default(), 1000).unwrap());
+        assert!(d.complete);
+        assert_eq!(d.superseded, vec![(node("a"), 1)]);
+        let changed = with(&b, |s| s.apply(d.records.clone(), &d.superseded).unwrap());
+        assert_eq!(changed.len(), d.records.len());
+        assert_eq!(
+            with(&a, |s| s.digest().unwrap()),
+            with(&b, |s| s.digest().unwrap())
+        );
+        assert_eq!(with(&b, |s| s.vector()), with(&a, |s| s.vector()));
+        // Now in sync: the next delta is empty, whatever the size of the state.
+        let vb = with(&b, |s| s.vector());
+        let d2 = with(&a, |s| s.delta(&vb, 1000).unwrap());
+        assert!(d2.records.is_empty() && d2.superseded.is_empty() && d2.complete);
+        // Applying the same delta again changes nothing.
+        assert!(with(&b, |s| s.apply(d.records, &d.superseded).unwrap()).is_empty());
+        with(&b, |s| {
+            assert!(
+                current_file(&s.conn, "anonymous", "one.txt")
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                current_file(&s.conn, "anonymous", "two.txt")
+                    .unwrap()
+                    .is_some()
+            );
+        });
+        // A cut delta resumes where it stopped.
+        let c = open(dir.path(), "c");
+        let part = with(&a, |s| s.delta(&VersionVector::default(), 2).unwrap());
+        assert!(!part.complete);
+        with(&c, |s| s.apply(part.records, &part.superseded).unwrap());
+        let vc = with(&c, |s| s.vector());
+        let rest = with(&a, |s| s.delta(&vc, 1000).unwrap());
+        assert!(rest.complete);
+        with(&c, |s| s.apply(rest.records, &rest.superseded).unwrap());
+        assert_eq!(
+            with(&a, |s| s.digest().unwrap()),
+            with(&c, |s| s.digest().unwrap())
+        );
     }
 }

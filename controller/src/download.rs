@@ -38,7 +38,8 @@ pub struct Opened {
 pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>) -> Result<Opened> {
     let (owner, name) = (owner.to_string(), name.to_string());
     node.db
-        .call(move |c| {
+        .call(move |s| {
+            let c = &s.conn;
             let file = match version {
                 Some(v) => db::file_version(c, &owner, &name, &v)?.ok_or_else(|| {
                     ControllerError::NotFound(format!("file '{name}' has no version {v}"))
@@ -46,7 +47,12 @@ pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>)
                 None => db::current_file(c, &owner, &name)?
                     .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' not found")))?,
             };
-            let chunks = db::file_chunks(c, &file.file_id)?;
+            let chunks = db::file_chunks(c, &file.file_id)?.ok_or_else(|| {
+                ControllerError::Unavailable(format!(
+                    "file '{}' is still replicating to this controller (its chunk list has not arrived)",
+                    file.name
+                ))
+            })?;
             let ids: Vec<ChunkId> = chunks.iter().map(|c| c.chunk_id).collect();
             let locations = db::locations(c, &ids)?;
             Ok(Opened {

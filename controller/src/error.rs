@@ -26,6 +26,9 @@ pub enum ControllerError {
     /// Every copy of a chunk is unreachable or corrupt.
     #[error("chunk {chunk} is unavailable: {tried}")]
     ChunkUnavailable { chunk: ChunkId, tried: String },
+    /// Temporarily unavailable (e.g. metadata still replicating): retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     /// The metadata store failed.
     #[error("metadata store error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -42,7 +45,9 @@ impl From<ControllerError> for Status {
             ControllerError::NoChunkservers | ControllerError::InsufficientReplicas { .. } => {
                 Status::unavailable(msg)
             }
-            ControllerError::ChunkUnavailable { .. } => Status::unavailable(msg),
+            ControllerError::ChunkUnavailable { .. } | ControllerError::Unavailable(_) => {
+                Status::unavailable(msg)
+            }
             ControllerError::Db(_) | ControllerError::Internal(_) => Status::internal(msg),
         }
     }

@@ -9,6 +9,10 @@ use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 
 use crate::db;
 use crate::node::Node;
+use crate::records::Table;
+use crate::replication::{
+    DELTA_LIMIT, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
+};
 
 pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
     if req.path.starts_with("/internal/")
@@ -31,6 +35,11 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
         ),
         (&Method::GET, "/metrics") => HttpResponse::metrics(node.render_metrics()),
         (&Method::POST, "/internal/chunkserver/heartbeat") => heartbeat(node, &req.body).await,
+        (&Method::POST, "/internal/gossip/receive") => gossip_receive(node, &req.body).await,
+        (&Method::POST, "/internal/gossip/state-summary") => state_summary(node, &req.body).await,
+        (&Method::POST, "/internal/peers/register") => register_peer(node, &req.body).await,
+        (&Method::GET, "/internal/peers") => list_peers(node).await,
+        (&Method::GET, "/internal/state") => state(node).await,
         _ => HttpResponse::not_found(),
     }
 }
@@ -47,14 +56,15 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     };
     node.metrics.heartbeats.inc();
     if let Some(record) = node.registry.heartbeat(&hb) {
-        let id = node.id.clone();
-        let hlc = node.hlc.now();
-        if let Err(e) = node
+        match node
             .db
-            .call(move |c| db::upsert_chunkserver(c, &record, &id, hlc))
+            .call(move |s| db::upsert_chunkserver(s, &record))
             .await
         {
-            return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+            Ok(written) => node.publish(written, None),
+            Err(e) => {
+                return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+            }
         }
     }
     HttpResponse::json(
@@ -63,4 +73,119 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
             controller_id: node.id.clone(),
         },
     )
+}
+
+fn binary(body: bytes::Bytes) -> HttpResponse {
+    HttpResponse {
+        status: StatusCode::OK,
+        content_type: "application/octet-stream",
+        body,
+    }
+}
+
+fn malformed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::text(StatusCode::BAD_REQUEST, format!("malformed {what}: {e}\n"))
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+}
+
+/// Push gossip (and the last leg of anti-entropy): apply, and pass on what was new.
+async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+    let push: Push = match decode(body) {
+        Ok(p) => p,
+        Err(e) => return malformed("gossip push", e),
+    };
+    node.peers
+        .upsert(Some(push.from.clone()), &push.from_http, "");
+    node.metrics
+        .gossip_records_received
+        .add(push.records.len() as u64);
+    let (records, superseded) = (push.records, push.superseded);
+    match node.db.call(move |s| s.apply(records, &superseded)).await {
+        Ok(changed) => {
+            let applied = changed.len() as u32;
+            node.metrics.gossip_records_applied.add(u64::from(applied));
+            if changed.iter().any(|r| r.table() == Table::ControllerNodes) {
+                crate::replication::discovery::refresh_from_db(&node).await;
+            }
+            node.publish(changed, Some(push.from));
+            binary(encode(&PushAck { applied }))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Pull anti-entropy, first leg: answer with our vector and what the sender lacks.
+async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+    let syn: Summary = match decode(body) {
+        Ok(s) => s,
+        Err(e) => return malformed("state summary", e),
+    };
+    node.peers
+        .upsert(Some(syn.from.clone()), &syn.from_http, "");
+    let (from, theirs) = (syn.from, syn.vector);
+    let answer = node
+        .db
+        .call(move |s| {
+            s.note_peer_vector(&from, &theirs)?;
+            let delta = s.delta(&theirs, DELTA_LIMIT)?;
+            Ok((s.vector(), delta))
+        })
+        .await;
+    match answer {
+        Ok((vector, delta)) => binary(encode(&SummaryReply {
+            from: node.id.clone(),
+            vector,
+            delta,
+        })),
+        Err(e) => internal(e),
+    }
+}
+
+/// A controller announcing itself; the answer lists every controller we know.
+async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+    let p: PeerInfo = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) => return malformed("peer registration", e),
+    };
+    if p.node_id != node.id
+        && node
+            .peers
+            .upsert(Some(p.node_id.clone()), &p.http_addr, &p.grpc_addr)
+    {
+        tracing::info!(peer = %p.node_id, http = %p.http_addr, "controller registered");
+    }
+    list_peers(node).await
+}
+
+/// Every controller we know, this one included.
+async fn list_peers(node: Arc<Node>) -> HttpResponse {
+    let mut list = vec![PeerInfo {
+        node_id: node.id.clone(),
+        grpc_addr: node.grpc_addr.clone(),
+        http_addr: node.http_addr.clone(),
+    }];
+    for p in node.peers.all() {
+        if let Some(id) = p.node_id {
+            list.push(PeerInfo {
+                node_id: id,
+                grpc_addr: p.grpc_addr,
+                http_addr: p.http_addr,
+            });
+        }
+    }
+    HttpResponse::json(StatusCode::OK, &list)
+}
+
+/// This controller's replication state: digest and version vector (JSON).
+async fn state(node: Arc<Node>) -> HttpResponse {
+    match node.db.call(|s| Ok((s.digest()?, s.vector()))).await {
+        Ok((d, v)) => HttpResponse::json(
+            StatusCode::OK,
+            &serde_json::json!({ "node_id": node.id, "digest": d.to_hex(), "vector": v }),
+        ),
+        Err(e) => internal(e),
+    }
 }

@@ -1,17 +1,9 @@
 //! The controller's domain records, as stored in SQLite.
 
-use redcloud_common::{ChunkId, FileId, HlcTimestamp, NodeId, VectorClock};
+use redcloud_common::replication::Version;
+use redcloud_common::{ChunkId, FileId, NodeId};
 
-/// Replication metadata carried by every replicated row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowMeta {
-    pub vclock: VectorClock,
-    pub hlc: HlcTimestamp,
-    /// The node that made this version of the row.
-    pub origin: NodeId,
-    /// A tombstone: the row is deleted, and the deletion replicates.
-    pub deleted: bool,
-}
+use crate::records::FileBody;
 
 /// One version of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +17,22 @@ pub struct FileRecord {
     pub chunk_count: u32,
     pub public: bool,
     pub created_at_ms: u64,
-    pub meta: RowMeta,
+    pub meta: Version,
+}
+
+impl FileRecord {
+    pub fn body(&self) -> FileBody {
+        FileBody {
+            owner: self.owner.clone(),
+            name: self.name.clone(),
+            size: self.size,
+            sha256: self.sha256.clone(),
+            chunk_size: self.chunk_size,
+            chunk_count: self.chunk_count,
+            public: self.public,
+            created_at_ms: self.created_at_ms,
+        }
+    }
 }
 
 /// One chunk of a file version, in order.
@@ -46,3 +53,11 @@ pub struct ChunkserverRecord {
 
 /// The owner of files uploaded without an account (accounts arrive with §5).
 pub const ANONYMOUS: &str = "anonymous";
+
+/// One version of a name, as `redcloud versions` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub file: FileRecord,
+    /// The version `download NAME` returns.
+    pub current: bool,
+}

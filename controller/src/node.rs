@@ -4,15 +4,20 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use redcloud_common::metrics::{Counter, Exposition};
-use redcloud_common::{Hlc, NodeId, VectorClock};
+use std::sync::Arc;
+
+use redcloud_common::{Hlc, NodeId};
 use redcloud_proto::chunk_client::{self, ChunkCallError, ChunkClient, Timeouts};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::Db;
-use crate::model::RowMeta;
+use crate::records::Record;
 use crate::registry::Registry;
+use crate::replication::gossip::Outgoing;
+use crate::replication::net::PeerNet;
+use crate::replication::peers::Peers;
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -26,6 +31,12 @@ pub struct Metrics {
     pub chunk_read_failovers: Counter,
     pub chunk_put_failures: Counter,
     pub heartbeats: Counter,
+    pub gossip_pushes: Counter,
+    pub gossip_push_failures: Counter,
+    pub gossip_records_received: Counter,
+    pub gossip_records_applied: Counter,
+    pub anti_entropy_rounds: Counter,
+    pub anti_entropy_failures: Counter,
 }
 
 /// One controller.
@@ -33,8 +44,14 @@ pub struct Node {
     pub id: NodeId,
     pub config: Config,
     pub db: Db,
-    pub hlc: Hlc,
+    pub hlc: Arc<Hlc>,
     pub registry: Registry,
+    /// Other controllers.
+    pub peers: Peers,
+    /// The transport to them (with the test fault filter).
+    pub net: PeerNet,
+    /// Feeds the push-gossip worker.
+    gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     pub metrics: Metrics,
     pub grpc_addr: String,
     pub http_addr: String,
@@ -51,17 +68,26 @@ impl Node {
         id: NodeId,
         config: Config,
         db: Db,
+        hlc: Arc<Hlc>,
         registry: Registry,
         grpc_addr: String,
         http_addr: String,
         shutdown: CancellationToken,
+        gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     ) -> Self {
+        let net = PeerNet::new(
+            std::time::Duration::from_secs(2),
+            config.cluster_secret.clone(),
+        );
         Node {
             id,
             config,
             db,
-            hlc: Hlc::default(),
+            hlc,
             registry,
+            peers: Peers::default(),
+            net,
+            gossip_tx,
             metrics: Metrics::default(),
             grpc_addr,
             http_addr,
@@ -83,16 +109,15 @@ impl Node {
         Ok(c)
     }
 
-    /// Metadata for a row this node creates now.
-    pub fn new_row_meta(&self) -> RowMeta {
-        let mut vclock = VectorClock::new();
-        vclock.increment(&self.id);
-        RowMeta {
-            vclock,
-            hlc: self.hlc.now(),
-            origin: self.id.clone(),
-            deleted: false,
+    /// Hands new records to push gossip (not back to `from`, where they came from).
+    pub fn publish(&self, records: Vec<Record>, from: Option<NodeId>) {
+        if records.is_empty() {
+            return;
         }
+        let _ = self.gossip_tx.send(Outgoing {
+            records,
+            exclude: from,
+        });
     }
 
     /// The effective replica requirement: `MIN_CHUNK_REPLICAS`, capped by how many

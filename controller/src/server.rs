@@ -16,6 +16,7 @@ use crate::error::ControllerError;
 use crate::node::Node;
 use crate::registry::Registry;
 use crate::service::ControllerService;
+use redcloud_common::Hlc;
 
 /// Why a controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +89,9 @@ pub async fn start(
     )
     .map_err(dir_err)?;
     let path = config.data_dir.join(format!("{id}.sqlite"));
-    let db = tokio::task::spawn_blocking(move || Db::open(&path))
+    let hlc = Arc::new(Hlc::new(config.clock_offset_ms));
+    let (db_id, db_hlc) = (id.clone(), hlc.clone());
+    let db = tokio::task::spawn_blocking(move || Db::open(&path, db_id, db_hlc))
         .await
         .map_err(|e| dir_err(std::io::Error::other(e)))??;
     let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
@@ -101,31 +104,35 @@ pub async fn start(
     let http_addr = format!("{host}:{}", http_local.port());
 
     let registry = Registry::new(config.heartbeat_timeout);
-    registry.load(db.call(|c| db::chunkservers(c)).await?);
+    registry.load(db.call(|s| db::chunkservers(&s.conn)).await?);
     if config.cluster_secret.is_none() {
         tracing::warn!(
             "no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated"
         );
     }
+    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
     let node = Arc::new(Node::new(
         id,
         config,
         db,
+        hlc,
         registry,
         grpc_addr,
         http_addr,
         shutdown.clone(),
+        gossip_tx,
     ));
     {
-        let (id, g, h, hlc) = (
+        let (id, g, h) = (
             node.id.clone(),
             node.grpc_addr.clone(),
             node.http_addr.clone(),
-            node.hlc.now(),
         );
-        node.db
-            .call(move |c| db::upsert_controller(c, &id, &g, &h, hlc))
+        let written = node
+            .db
+            .call(move |s| db::upsert_controller(s, &id, &g, &h))
             .await?;
+        node.publish(written, None);
     }
     tracing::info!(node_id = %node.id, grpc = %node.grpc_addr, http = %node.http_addr, "controller started");
 
@@ -147,6 +154,19 @@ pub async fn start(
             tracing::error!("gRPC server failed: {e}");
         }
     });
+    tasks.spawn(crate::replication::gossip::run(
+        node.clone(),
+        gossip_rx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::replication::anti_entropy::run(
+        node.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::replication::discovery::run(
+        node.clone(),
+        shutdown.clone(),
+    ));
     let n = node.clone();
     let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
     tasks.spawn(redcloud_common::http::serve(

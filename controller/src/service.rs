@@ -143,7 +143,7 @@ impl Controller for ControllerService {
         let files = self
             .node
             .db
-            .call(move |c| db::list_current(c, ANONYMOUS, &prefix))
+            .call(move |s| db::list_current(&s.conn, ANONYMOUS, &prefix))
             .await?;
         Ok(Response::new(pb::ListResponse {
             files: files.iter().map(file_info).collect(),
@@ -155,14 +155,13 @@ impl Controller for ControllerService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let name = convert::required("name", &request.get_ref().name)?.to_string();
-        let node_id = self.node.id.clone();
-        let hlc = self.node.hlc.now();
         let n = name.clone();
-        let deleted = self
+        let (deleted, written) = self
             .node
             .db
-            .call(move |c| db::delete_name(c, ANONYMOUS, &n, &node_id, hlc))
+            .call(move |s| db::delete_name(s, ANONYMOUS, &n))
             .await?;
+        self.node.publish(written, None);
         if deleted == 0 {
             return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
         }
@@ -181,7 +180,11 @@ impl Controller for ControllerService {
         let version = parse_version(&req.version)?;
         let opened = download::open(&self.node, ANONYMOUS, name, version).await?;
         let ids: Vec<_> = opened.chunks.iter().map(|c| c.chunk_id).collect();
-        let locations = self.node.db.call(move |c| db::locations(c, &ids)).await?;
+        let locations = self
+            .node
+            .db
+            .call(move |s| db::locations(&s.conn, &ids))
+            .await?;
         let chunks = opened
             .chunks
             .iter()
@@ -217,14 +220,17 @@ impl Controller for ControllerService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let (controllers, files, live) = self
+        let (controllers, files, live, digest, vector) = self
             .node
             .db
-            .call(|c| {
+            .call(|s| {
+                let c = &s.conn;
                 Ok((
                     db::controllers(c)?,
                     db::live_file_count(c)?,
                     db::live_chunk_locations(c)?,
+                    s.digest()?,
+                    s.vector(),
                 ))
             })
             .await?;
@@ -268,6 +274,12 @@ impl Controller for ControllerService {
             chunk_count: live.len() as u64,
             min_chunk_replicas: self.node.config.min_chunk_replicas,
             under_replicated_chunks: under,
+            state_digest: digest.to_hex(),
+            version_vector: vector
+                .0
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         }))
     }
 }

@@ -171,7 +171,6 @@ where
         .min()
         .unwrap_or(targets.len());
 
-    let meta = node.new_row_meta();
     let file = FileRecord {
         file_id: FileId::generate(),
         owner: start.owner,
@@ -182,7 +181,14 @@ where
         chunk_count: placed.len() as u32,
         public: start.public,
         created_at_ms: redcloud_common::now_ms(),
-        meta: meta.clone(),
+        // Filled in by the store when it numbers the write.
+        meta: redcloud_common::replication::Version {
+            vclock: Default::default(),
+            hlc: Default::default(),
+            origin: node.id.clone(),
+            seq: 0,
+            deleted: false,
+        },
     };
     let chunks: Vec<ChunkRef> = placed.iter().map(|p| p.chunk.clone()).collect();
     let locations: Vec<(ChunkId, NodeId)> = placed
@@ -190,9 +196,15 @@ where
         .flat_map(|p| p.holders.iter().map(|h| (p.chunk.chunk_id, h.clone())))
         .collect();
     let f = file.clone();
-    node.db
-        .call(move |c| db::insert_file(c, &f, &chunks, &locations, &meta))
+    let written = node
+        .db
+        .call(move |s| db::insert_file(s, &f, &chunks, &locations))
         .await?;
+    let file = FileRecord {
+        meta: written[0].version.clone(),
+        ..file
+    };
+    node.publish(written, None);
     node.metrics.uploads.inc();
     node.metrics.upload_bytes.add(file.size);
     tracing::info!(name = %file.name, file_id = %file.file_id, size = file.size, chunks = file.chunk_count, replicas, "upload stored");
@@ -280,14 +292,14 @@ async fn place_chunk(
         while let Some((target, result)) = rx.recv().await {
             match result {
                 Ok(_) => {
-                    let meta = late_node.new_row_meta();
                     let loc = vec![(id, target)];
-                    if let Err(e) = late_node
+                    match late_node
                         .db
-                        .call(move |c| db::record_locations(c, &loc, &meta))
+                        .call(move |s| db::record_locations(s, &loc))
                         .await
                     {
-                        tracing::warn!("cannot record a late chunk copy: {e}");
+                        Ok(recs) => late_node.publish(recs, None),
+                        Err(e) => tracing::warn!("cannot record a late chunk copy: {e}"),
                     }
                 }
                 Err(e) => {

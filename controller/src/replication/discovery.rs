@@ -1,0 +1,101 @@
+//! Finding the other controllers: resolve the configured names (the `controller`
+//! DNS alias, or static seeds) every `DISCOVERY_INTERVAL`, register with every
+//! address found, and learn the controllers the database knows (spread by gossip).
+
+use std::sync::Arc;
+
+use redcloud_common::discovery::Resolver;
+use tokio_util::sync::CancellationToken;
+
+use super::PeerInfo;
+use crate::db;
+use crate::node::Node;
+
+/// The controllers' HTTP port, used when a peer name carries no port.
+pub const CONTROLLER_HTTP_PORT: u16 = 8701;
+
+/// Runs until `shutdown`.
+pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    let resolver = Resolver::new();
+    let mut tick = tokio::time::interval(node.config.discovery_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        discover_once(&node, &resolver).await;
+    }
+}
+
+/// One discovery pass.
+pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) {
+    refresh_from_db(node).await;
+    let addrs = resolver
+        .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
+        .await;
+    let me = PeerInfo {
+        node_id: node.id.clone(),
+        grpc_addr: node.grpc_addr.clone(),
+        http_addr: node.http_addr.clone(),
+    };
+    let body = match serde_json::to_vec(&me) {
+        Ok(b) => bytes::Bytes::from(b),
+        Err(_) => return,
+    };
+    for addr in addrs {
+        let addr = addr.to_string();
+        if addr == node.http_addr || is_self(node, &addr) {
+            continue;
+        }
+        match node
+            .net
+            .post(&addr, "/internal/peers/register", body.clone())
+            .await
+        {
+            Ok(answer) => match serde_json::from_slice::<Vec<PeerInfo>>(&answer) {
+                Ok(list) => {
+                    for p in list {
+                        if p.node_id != node.id
+                            && node.peers.upsert(
+                                Some(p.node_id.clone()),
+                                &p.http_addr,
+                                &p.grpc_addr,
+                            )
+                        {
+                            tracing::info!(peer = %p.node_id, http = %p.http_addr, "discovered controller");
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),
+            },
+            Err(e) => tracing::debug!("cannot register with {addr}: {e}"),
+        }
+    }
+}
+
+/// Whether `addr` is one of this node's own listening addresses (a DNS alias
+/// resolves to us too; we may be bound on 0.0.0.0).
+fn is_self(node: &Node, addr: &str) -> bool {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    let Some((_, my_port)) = node.http_addr.rsplit_once(':') else {
+        return false;
+    };
+    port == my_port && (host == "127.0.0.1" || node.http_addr.starts_with(&format!("{host}:")))
+}
+
+/// Adds the controllers recorded in the database to the peer set.
+pub async fn refresh_from_db(node: &Arc<Node>) {
+    match node.db.call(|s| db::controllers(&s.conn)).await {
+        Ok(list) => {
+            for (id, grpc, http) in list {
+                if id != node.id && node.peers.upsert(Some(id.clone()), &http, &grpc) {
+                    tracing::info!(peer = %id, %http, "learned controller from replicated state");
+                }
+            }
+        }
+        Err(e) => tracing::warn!("cannot read controllers: {e}"),
+    }
+}

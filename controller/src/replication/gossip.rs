@@ -1,0 +1,103 @@
+//! The push-gossip worker. New records (written here or learned from a peer) are
+//! pushed at once to `GOSSIP_FANOUT` random peers; a peer that learns something
+//! from them pushes it on. A push that fails marks its peer for a sync, and every
+//! `GOSSIP_INTERVAL` the worker runs anti-entropy with the marked peers, so an update
+//! waits at most about one interval once the peer is reachable.
+
+use std::sync::Arc;
+
+use redcloud_common::NodeId;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Push, PushAck, decode, encode};
+use crate::node::Node;
+use crate::records::Record;
+
+/// Records to push, and the peer they came from (not pushed back to it).
+#[derive(Debug)]
+pub struct Outgoing {
+    pub records: Vec<Record>,
+    pub exclude: Option<NodeId>,
+}
+
+/// Most records coalesced into one push message.
+const MAX_BATCH: usize = 10_000;
+
+/// Runs until `shutdown`.
+pub async fn run(
+    node: Arc<Node>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(node.config.gossip_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            first = rx.recv() => {
+                let Some(first) = first else { return };
+                // Coalesce whatever else is already queued with the same exclusion.
+                let exclude = first.exclude.clone();
+                let mut records = first.records;
+                while records.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(o) if o.exclude == exclude => records.extend(o.records),
+                        Ok(o) => { push_to_random(&node, o.records, o.exclude); }
+                        Err(_) => break,
+                    }
+                }
+                push_to_random(&node, records, exclude);
+            }
+            _ = tick.tick() => {
+                for peer in node.peers.needing_sync() {
+                    let node = node.clone();
+                    node.tasks.clone().spawn(async move {
+                        if super::anti_entropy::exchange(&node, &peer.http_addr).await.is_ok() {
+                            node.peers.set_needs_sync(&peer.http_addr, false);
+                        }
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Pushes `records` to up to `GOSSIP_FANOUT` random peers, each in its own task.
+fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId>) {
+    if records.is_empty() {
+        return;
+    }
+    let body = encode(&Push {
+        from: node.id.clone(),
+        from_http: node.http_addr.clone(),
+        records,
+        superseded: Vec::new(),
+    });
+    for peer in node
+        .peers
+        .random(node.config.gossip_fanout as usize, exclude.as_ref())
+    {
+        let node = node.clone();
+        let body = body.clone();
+        node.tasks.clone().spawn(async move {
+            node.metrics.gossip_pushes.inc();
+            match node
+                .net
+                .post(&peer.http_addr, "/internal/gossip/receive", body)
+                .await
+            {
+                Ok(b) if decode::<PushAck>(&b).is_ok() => {}
+                Ok(_) => {
+                    node.metrics.gossip_push_failures.inc();
+                    node.peers.set_needs_sync(&peer.http_addr, true);
+                }
+                Err(e) => {
+                    node.metrics.gossip_push_failures.inc();
+                    tracing::debug!("push to {} failed: {e}", peer.http_addr);
+                    node.peers.set_needs_sync(&peer.http_addr, true);
+                }
+            }
+        });
+    }
+}

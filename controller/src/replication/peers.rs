@@ -1,0 +1,101 @@
+//! The set of other controllers this one knows, with what the gossip layer needs
+//! per peer: its addresses and whether it missed a push (and so needs a sync).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rand::seq::IndexedRandom;
+use redcloud_common::NodeId;
+
+/// One known peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub node_id: Option<NodeId>,
+    pub http_addr: String,
+    pub grpc_addr: String,
+    /// A push to it failed: run anti-entropy with it at the next gossip tick.
+    pub needs_sync: bool,
+}
+
+/// Known peers by HTTP address. `std` mutex: map operations only.
+#[derive(Debug, Default)]
+pub struct Peers {
+    inner: Mutex<HashMap<String, Peer>>,
+}
+
+impl Peers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Peer>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds or updates a peer. Returns true if it was new.
+    pub fn upsert(&self, node_id: Option<NodeId>, http_addr: &str, grpc_addr: &str) -> bool {
+        let mut m = self.lock();
+        // A node that moved to a new address: forget the old one.
+        if let Some(id) = &node_id {
+            m.retain(|a, p| a == http_addr || p.node_id.as_ref() != Some(id));
+        }
+        match m.get_mut(http_addr) {
+            Some(p) => {
+                if node_id.is_some() {
+                    p.node_id = node_id;
+                }
+                if !grpc_addr.is_empty() {
+                    p.grpc_addr = grpc_addr.to_string();
+                }
+                false
+            }
+            None => {
+                m.insert(
+                    http_addr.to_string(),
+                    Peer {
+                        node_id,
+                        http_addr: http_addr.to_string(),
+                        grpc_addr: grpc_addr.to_string(),
+                        // A new peer may lack anything: sync with it soon.
+                        needs_sync: true,
+                    },
+                );
+                true
+            }
+        }
+    }
+
+    pub fn all(&self) -> Vec<Peer> {
+        let mut v: Vec<Peer> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.http_addr.cmp(&b.http_addr));
+        v
+    }
+
+    pub fn contains(&self, http_addr: &str) -> bool {
+        self.lock().contains_key(http_addr)
+    }
+
+    /// Up to `n` random peers, leaving out `exclude` (a node id).
+    pub fn random(&self, n: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
+        let m = self.lock();
+        let candidates: Vec<&Peer> = m
+            .values()
+            .filter(|p| exclude.is_none() || p.node_id.as_ref() != exclude)
+            .collect();
+        let mut rng = rand::rng();
+        candidates
+            .choose_multiple(&mut rng, n)
+            .map(|p| (*p).clone())
+            .collect()
+    }
+
+    pub fn set_needs_sync(&self, http_addr: &str, v: bool) {
+        if let Some(p) = self.lock().get_mut(http_addr) {
+            p.needs_sync = v;
+        }
+    }
+
+    pub fn needing_sync(&self) -> Vec<Peer> {
+        self.lock()
+            .values()
+            .filter(|p| p.needs_sync)
+            .cloned()
+            .collect()
+    }
+}
