@@ -23,10 +23,19 @@ pub async fn run(
     let resolver = Resolver::new();
     let client = HttpClient::new(interval.max(Duration::from_secs(1)), secret);
     let mut last_reached = usize::MAX;
+    // Controllers learned from heartbeat answers (their gossiped peer lists), with
+    // consecutive failures; forgotten after a few, so departed ones stop costing time.
+    let mut learned: std::collections::HashMap<String, u32> = Default::default();
     loop {
-        let targets = resolver
+        let mut targets: Vec<String> = resolver
             .resolve_all(&controllers, CONTROLLER_HTTP_PORT)
-            .await;
+            .await
+            .into_iter()
+            .map(|a| a.to_string())
+            .collect();
+        targets.extend(learned.keys().cloned());
+        targets.sort();
+        targets.dedup();
         let (capacity, free) = node.disk_space();
         let hb = Heartbeat {
             node_id: node.id.clone(),
@@ -42,28 +51,34 @@ pub async fn run(
             let hb = hb.clone();
             async move {
                 client
-                    .post_json::<_, HeartbeatAck>(
-                        &addr.to_string(),
-                        "/internal/chunkserver/heartbeat",
-                        &hb,
-                    )
+                    .post_json::<_, HeartbeatAck>(addr, "/internal/chunkserver/heartbeat", &hb)
                     .await
             }
         });
         let results = futures::future::join_all(calls).await;
         let mut reached = 0;
-        for r in results {
+        for (addr, r) in targets.iter().zip(results) {
             match r {
-                Ok(_) => {
+                Ok(ack) => {
+                    if let Some(f) = learned.get_mut(addr) {
+                        *f = 0;
+                    }
+                    for c in ack.controllers {
+                        learned.entry(c).or_insert(0);
+                    }
                     reached += 1;
                     node.metrics.heartbeats_sent.inc();
                 }
                 Err(e) => {
                     node.metrics.heartbeat_failures.inc();
                     tracing::debug!("heartbeat failed: {e}");
+                    if let Some(f) = learned.get_mut(addr) {
+                        *f += 1;
+                    }
                 }
             }
         }
+        learned.retain(|_, f| *f < 5);
         if reached != last_reached {
             if reached == 0 {
                 tracing::warn!(controllers = ?controllers, "no controller reachable for heartbeats");

@@ -25,6 +25,10 @@ pub struct Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatAck {
     pub controller_id: crate::NodeId,
+    /// HTTP addresses of every controller the answering one knows, so chunkservers
+    /// report to controllers their configured names do not reach.
+    #[serde(default)]
+    pub controllers: Vec<String>,
 }
 
 /// `GET /health` on any node.

@@ -9,7 +9,6 @@ use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 
 use crate::db;
 use crate::node::Node;
-use crate::records::Table;
 use crate::replication::{
     DELTA_LIMIT, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
 };
@@ -67,10 +66,13 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
             }
         }
     }
+    let mut controllers: Vec<String> = node.peers.all().into_iter().map(|p| p.http_addr).collect();
+    controllers.push(node.http_addr.clone());
     HttpResponse::json(
         StatusCode::OK,
         &HeartbeatAck {
             controller_id: node.id.clone(),
+            controllers,
         },
     )
 }
@@ -106,11 +108,7 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     match node.db.call(move |s| s.apply(records, &superseded)).await {
         Ok(changed) => {
             let applied = changed.len() as u32;
-            node.metrics.gossip_records_applied.add(u64::from(applied));
-            if changed.iter().any(|r| r.table() == Table::ControllerNodes) {
-                crate::replication::discovery::refresh_from_db(&node).await;
-            }
-            node.publish(changed, Some(push.from));
+            node.learned(changed, Some(push.from)).await;
             binary(encode(&PushAck { applied }))
         }
         Err(e) => internal(e),

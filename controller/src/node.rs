@@ -109,6 +109,48 @@ impl Node {
         Ok(c)
     }
 
+    /// Takes in records learned from a peer that changed our state: updates the
+    /// peer set and chunkserver registry they describe, and passes them on.
+    pub async fn learned(self: &Arc<Self>, changed: Vec<Record>, from: Option<NodeId>) {
+        use crate::records::{Body, Table};
+        if changed.is_empty() {
+            return;
+        }
+        self.metrics
+            .gossip_records_applied
+            .add(changed.len() as u64);
+        let mut chunkservers = Vec::new();
+        let mut controllers = false;
+        for r in &changed {
+            match (&r.body, r.version.deleted) {
+                (
+                    Body::Chunkserver {
+                        grpc_addr,
+                        http_addr,
+                    },
+                    false,
+                ) => {
+                    if let Ok(id) = NodeId::new(r.key.clone()) {
+                        chunkservers.push(crate::model::ChunkserverRecord {
+                            node_id: id,
+                            grpc_addr: grpc_addr.clone(),
+                            http_addr: http_addr.clone(),
+                        });
+                    }
+                }
+                _ if r.table() == Table::ControllerNodes => controllers = true,
+                _ => {}
+            }
+        }
+        if !chunkservers.is_empty() {
+            self.registry.load(chunkservers);
+        }
+        if controllers {
+            crate::replication::discovery::refresh_from_db(self).await;
+        }
+        self.publish(changed, from);
+    }
+
     /// Hands new records to push gossip (not back to `from`, where they came from).
     pub fn publish(&self, records: Vec<Record>, from: Option<NodeId>) {
         if records.is_empty() {

@@ -8,6 +8,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redcloud_common::ChunkId;
@@ -60,9 +61,20 @@ pub struct NodeHandle {
     shutdown: CancellationToken,
     kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    controller: Option<Arc<redcloud_controller::node::Node>>,
 }
 
 impl NodeHandle {
+    /// The running controller's shared state (its network filter, database, clock).
+    pub fn controller(&self) -> &Arc<redcloud_controller::node::Node> {
+        self.controller.as_ref().expect("a running controller")
+    }
+
+    /// Changes the configuration a controller gets at its next start.
+    pub fn controller_config_mut(&mut self) -> &mut redcloud_controller::Config {
+        self.controller_config.as_mut().expect("a controller")
+    }
+
     pub fn is_running(&self) -> bool {
         self.thread.is_some()
     }
@@ -75,6 +87,7 @@ impl NodeHandle {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.controller = None;
     }
 
     /// Stops the node gracefully (SIGTERM behaviour): drains, then returns.
@@ -84,6 +97,7 @@ impl NodeHandle {
             let _ = t.join();
         }
         self.kill = None;
+        self.controller = None;
     }
 
     /// (Re)starts the node on its address and data directory.
@@ -91,7 +105,8 @@ impl NodeHandle {
         assert!(self.thread.is_none(), "node already running");
         let shutdown = CancellationToken::new();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+        type Ready = Result<Option<Arc<redcloud_controller::node::Node>>, String>;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
         let role = self.role;
         let data_dir = self.data_dir.clone();
         let (grpc, http) = (self.grpc_addr, self.http_addr);
@@ -116,13 +131,17 @@ impl NodeHandle {
                             return;
                         }
                     };
+                    let mut handle = None;
                     let waiter: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match role {
                         Role::Controller => {
                             let mut cfg = ctl_config.expect("controller config");
                             cfg.data_dir = data_dir;
                             let listeners = redcloud_controller::Listeners { grpc: g, http: h };
                             match redcloud_controller::start(cfg, listeners, sd).await {
-                                Ok(r) => Box::pin(r.wait()),
+                                Ok(r) => {
+                                    handle = Some(r.node.clone());
+                                    Box::pin(r.wait())
+                                }
                                 Err(e) => {
                                     let _ = ready.send(Err(e.to_string()));
                                     return;
@@ -141,7 +160,7 @@ impl NodeHandle {
                             }
                         }
                     };
-                    let _ = ready.send(Ok(()));
+                    let _ = ready.send(Ok(handle));
                     tokio::select! {
                         _ = waiter => {}
                         _ = kill_rx => {}
@@ -152,7 +171,7 @@ impl NodeHandle {
             })
             .expect("spawn node thread");
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => {}
+            Ok(Ok(handle)) => self.controller = handle,
             Ok(Err(e)) => panic!("{role:?} failed to start: {e}"),
             Err(e) => panic!("{role:?} did not start: {e}"),
         }
@@ -196,6 +215,8 @@ pub struct ClusterSpec {
     pub chunkservers: usize,
     pub min_chunk_replicas: u32,
     pub chunk_size: u64,
+    /// Adjusts controller `i`'s configuration before it first starts.
+    pub tweak: Option<fn(usize, &mut redcloud_controller::Config)>,
 }
 
 impl Default for ClusterSpec {
@@ -205,6 +226,7 @@ impl Default for ClusterSpec {
             chunkservers: 3,
             min_chunk_replicas: 2,
             chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
+            tweak: None,
         }
     }
 }
@@ -231,21 +253,30 @@ impl TestCluster {
             .tempdir()
             .expect("tempdir");
         let mut controllers = Vec::new();
-        for i in 0..spec.controllers {
+        let ctl_addrs: Vec<(SocketAddr, SocketAddr)> = (0..spec.controllers)
+            .map(|_| (free_addr(), free_addr()))
+            .collect();
+        let peers: Vec<String> = ctl_addrs.iter().map(|(_, h)| h.to_string()).collect();
+        for (i, (grpc_addr, http_addr)) in ctl_addrs.into_iter().enumerate() {
             let data_dir = dir.path().join(format!("controller-{i}"));
             let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
             cfg.min_chunk_replicas = spec.min_chunk_replicas;
             cfg.chunk_size = spec.chunk_size;
+            cfg.peers = peers.clone();
+            if let Some(tweak) = spec.tweak {
+                tweak(i, &mut cfg);
+            }
             controllers.push(NodeHandle {
                 role: Role::Controller,
                 data_dir,
-                grpc_addr: free_addr(),
-                http_addr: free_addr(),
+                grpc_addr,
+                http_addr,
                 controllers_http: Vec::new(),
                 controller_config: Some(cfg),
                 shutdown: CancellationToken::new(),
                 kill: None,
                 thread: None,
+                controller: None,
             });
         }
         let controllers_http: Vec<String> = controllers
@@ -264,6 +295,7 @@ impl TestCluster {
                 shutdown: CancellationToken::new(),
                 kill: None,
                 thread: None,
+                controller: None,
             });
         }
         for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
@@ -301,6 +333,98 @@ impl TestCluster {
             },
         )
         .await;
+    }
+
+    /// Starts one more controller that knows the others only as seeds; returns its index.
+    pub fn add_controller(&mut self) -> usize {
+        let i = self.controllers.len();
+        let base = self.controllers[0]
+            .controller_config
+            .clone()
+            .expect("controller config");
+        let data_dir = self._dir.path().join(format!("controller-{i}"));
+        let (grpc_addr, http_addr) = (free_addr(), free_addr());
+        let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
+        cfg.min_chunk_replicas = base.min_chunk_replicas;
+        cfg.chunk_size = base.chunk_size;
+        cfg.peers = self
+            .controllers
+            .iter()
+            .map(|c| c.http_addr.to_string())
+            .collect();
+        let mut node = NodeHandle {
+            role: Role::Controller,
+            data_dir,
+            grpc_addr,
+            http_addr,
+            controllers_http: Vec::new(),
+            controller_config: Some(cfg),
+            shutdown: CancellationToken::new(),
+            kill: None,
+            thread: None,
+            controller: None,
+        };
+        node.start();
+        self.controllers.push(node);
+        i
+    }
+
+    /// A client connected to controller `i` only.
+    pub async fn client_of(&self, i: usize) -> redcloud_cli::Client {
+        redcloud_cli::Client::connect(&[self.controller_addr(i)])
+            .await
+            .unwrap_or_else(|e| panic!("connect to controller {i}: {e}"))
+    }
+
+    /// The state digest of each controller in `which`.
+    pub async fn digests(&self, which: &[usize]) -> Vec<String> {
+        let mut out = Vec::new();
+        for &i in which {
+            let node = self.controllers[i].controller().clone();
+            let d = node.db.call(|s| s.digest()).await.expect("digest");
+            out.push(d.to_hex());
+        }
+        out
+    }
+
+    /// Waits until every controller in `which` reports the same state digest.
+    pub async fn wait_converged(&self, which: &[usize], deadline: Duration) {
+        let which = which.to_vec();
+        wait_until(&format!("controllers {which:?} converge"), deadline, || {
+            let which = which.clone();
+            async move {
+                let d = self.digests(&which).await;
+                d.windows(2).all(|w| w[0] == w[1])
+            }
+        })
+        .await;
+    }
+
+    /// Cuts every link between the controllers in `a` and those in `b` (both ways).
+    pub fn partition(&self, a: &[usize], b: &[usize]) {
+        use redcloud_controller::replication::net::Fault;
+        for &i in a {
+            for &j in b {
+                let (ni, nj) = (&self.controllers[i], &self.controllers[j]);
+                ni.controller()
+                    .net
+                    .filter
+                    .set(&nj.http_addr.to_string(), Fault::Cut);
+                nj.controller()
+                    .net
+                    .filter
+                    .set(&ni.http_addr.to_string(), Fault::Cut);
+            }
+        }
+    }
+
+    /// Removes every fault rule on every running controller.
+    pub fn heal(&self) {
+        for c in &self.controllers {
+            if let Some(n) = &c.controller {
+                n.net.filter.clear_all();
+            }
+        }
     }
 
     /// The gRPC address of controller `i`.

@@ -6,3 +6,4 @@ mod t15_chunk_api;
 mod t20_chunkserver_loss;
 mod t30_corruption;
 mod t40_malformed;
+mod t50_replication;
