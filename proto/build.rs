@@ -32,6 +32,8 @@ fn compile(config: tonic_prost_build::Config) -> Result<(), Box<dyn std::error::
         "ClusterStatusResponse",
         "ControllerStatus",
         "ChunkserverStatus",
+        "VersionInfo",
+        "VersionsResponse",
     ] {
         builder =
             builder.type_attribute(format!("redcloud.v1.{msg}"), "#[derive(serde::Serialize)]");

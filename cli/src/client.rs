@@ -14,7 +14,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::CONTROLLER_GRPC_PORT;
 use crate::error::ClientError;
 
-pub use pb::{ChunkInfo, ClusterStatusResponse, FileInfo, StatResponse};
+pub use pb::{ChunkInfo, ClusterStatusResponse, FileInfo, StatResponse, VersionInfo};
 
 /// Bytes per upload message.
 const PIECE: usize = 1024 * 1024;
@@ -356,6 +356,19 @@ impl Client {
             .await?
             .into_inner()
             .versions_deleted)
+    }
+
+    /// Every version of `name`, newest first.
+    pub async fn versions(&mut self, name: &str) -> Result<Vec<VersionInfo>, ClientError> {
+        let req = pb::VersionsRequest { name: name.into() };
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.versions(req).await }
+            })
+            .await?
+            .into_inner()
+            .versions)
     }
 
     /// A file's chunks and where each is stored.

@@ -62,6 +62,8 @@ enum Command {
     },
     /// Delete a file (every version).
     Rm { name: String },
+    /// List every version of a file (current, earlier, deleted).
+    Versions { name: String },
     /// Show a file's chunks and which chunkservers hold each.
     Stat {
         name: String,
@@ -207,6 +209,35 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!("deleted {name} ({n} version(s))");
             }
         }
+        Command::Versions { name } => {
+            let list = client.versions(&name).await?;
+            if json {
+                print_json(&list);
+            } else {
+                println!(
+                    "{:<36}  {:>12}  {:<23}  {:<8}  ORIGIN",
+                    "VERSION", "SIZE", "UPLOADED (UTC)", "STATE"
+                );
+                for v in &list {
+                    let f = v.file.clone().unwrap_or_default();
+                    let state = if v.current {
+                        "current"
+                    } else if v.deleted {
+                        "deleted"
+                    } else {
+                        "earlier"
+                    };
+                    println!(
+                        "{:<36}  {:>12}  {:<23}  {:<8}  {}",
+                        f.file_id,
+                        f.size,
+                        format_ms(f.created_at_ms),
+                        state,
+                        v.origin
+                    );
+                }
+            }
+        }
         Command::Stat { name, version } => {
             let s = client.stat(&name, version.as_deref()).await?;
             if json {
@@ -286,10 +317,36 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "files: {}  chunks: {}  under-replicated chunks: {}  (MIN_CHUNK_REPLICAS={})",
                     s.file_count, s.chunk_count, s.under_replicated_chunks, s.min_chunk_replicas
                 );
+                println!(
+                    "state digest: {}  (controllers that have converged show the same digest)",
+                    s.state_digest
+                );
             }
         }
     }
     Ok(())
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 fn base_name(path: &Path) -> Result<String, ClientError> {
@@ -320,5 +377,15 @@ fn print_json<T: serde::Serialize>(v: &T) {
     match serde_json::to_string_pretty(v) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("redcloud: cannot format JSON: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(super::format_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_ms(1_795_298_125_294), "2026-11-21 21:55:25");
+        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

@@ -99,6 +99,26 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         text(&out.stdout)
     );
 
+    // A second upload of a name makes a new version; `versions` lists both.
+    let out = run(&ctl, &["upload", a_s]).await;
+    assert!(out.status.success());
+    let out = run(&ctl, &["versions", "alpha.txt", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("versions --json is JSON");
+    assert_eq!(v.as_array().expect("array").len(), 2);
+    let out = run(&ctl, &["versions", "alpha.txt"]).await;
+    assert!(
+        text(&out.stdout).contains("current"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stdout).contains("earlier"),
+        "{}",
+        text(&out.stdout)
+    );
+
     let out = run(&ctl, &["rm", "beta.txt"]).await;
     assert!(out.status.success());
 

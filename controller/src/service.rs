@@ -171,6 +171,33 @@ impl Controller for ControllerService {
         }))
     }
 
+    async fn versions(
+        &self,
+        request: Request<pb::VersionsRequest>,
+    ) -> Result<Response<pb::VersionsResponse>, Status> {
+        let name = convert::required("name", &request.get_ref().name)?.to_string();
+        let n = name.clone();
+        let list = self
+            .node
+            .db
+            .call(move |s| db::versions(&s.conn, ANONYMOUS, &n))
+            .await?;
+        if list.is_empty() {
+            return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
+        }
+        Ok(Response::new(pb::VersionsResponse {
+            versions: list
+                .iter()
+                .map(|v| pb::VersionInfo {
+                    file: Some(file_info(&v.file)),
+                    current: v.current,
+                    deleted: v.file.meta.deleted,
+                    origin: v.file.meta.origin.to_string(),
+                })
+                .collect(),
+        }))
+    }
+
     async fn stat(
         &self,
         request: Request<pb::StatRequest>,
