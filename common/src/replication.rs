@@ -118,6 +118,11 @@ impl Coverage {
         &self.vv
     }
 
+    /// Whether write `(origin, seq)` is already reflected.
+    pub fn covers(&self, origin: &NodeId, seq: u64) -> bool {
+        seq <= self.vv.get(origin) || self.ahead.get(origin).is_some_and(|s| s.contains(&seq))
+    }
+
     /// Notes that write `(origin, seq)` is reflected.
     pub fn record(&mut self, origin: &NodeId, seq: u64) {
         let cur = self.vv.get(origin);

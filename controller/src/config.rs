@@ -73,6 +73,14 @@ pub struct Config {
     #[arg(long, env = "ANTI_ENTROPY_INTERVAL", default_value = "30s", value_parser = parse_duration)]
     pub anti_entropy_interval: Duration,
 
+    /// A tombstone is purged only after every controller has seen it and it is this old.
+    #[arg(long, env = "TOMBSTONE_GRACE", default_value = "1h", value_parser = parse_duration)]
+    pub tombstone_grace: Duration,
+
+    /// How often tombstone collection runs.
+    #[arg(long, env = "TOMBSTONE_GC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub tombstone_gc_interval: Duration,
+
     /// Skews this node's wall clock (milliseconds, may be negative). For fault tests.
     #[arg(
         long,
@@ -114,6 +122,8 @@ impl Config {
             gossip_fanout: 3,
             gossip_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(2),
+            tombstone_grace: Duration::from_secs(3600),
+            tombstone_gc_interval: Duration::from_secs(5),
             clock_offset_ms: 0,
             cluster_secret: None,
         }

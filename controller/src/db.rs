@@ -318,6 +318,18 @@ impl Store {
         incoming: Vec<Record>,
         superseded: &[(NodeId, u64)],
     ) -> Result<Vec<Record>> {
+        self.apply_delta(incoming, superseded, None)
+    }
+
+    /// Like [`Store::apply`]; with `complete_from`, the records are a *complete*
+    /// delta from a peer whose vector was that, so afterwards this node reflects
+    /// everything that peer did and takes its vector in.
+    pub fn apply_delta(
+        &mut self,
+        incoming: Vec<Record>,
+        superseded: &[(NodeId, u64)],
+        complete_from: Option<&VersionVector>,
+    ) -> Result<Vec<Record>> {
         let mut coverage = self.coverage.clone();
         let before = coverage.vector().clone();
         let mut max_seq = self.max_seq.clone();
@@ -329,6 +341,11 @@ impl Store {
                 self.hlc.observe(v.hlc);
                 if v.seq == 0 {
                     continue; // not a numbered write: ignore rather than corrupt coverage
+                }
+                // Already reflected here: either held, superseded, or purged after
+                // every controller saw its tombstone. Re-applying could only undo that.
+                if coverage.covers(&v.origin, v.seq) {
+                    continue;
                 }
                 let table = rec.table();
                 let newer = match records::load_version(&tx, table, &rec.key)? {
@@ -352,6 +369,9 @@ impl Store {
                 coverage.record(origin, *seq);
                 let m = max_seq.entry(origin.clone()).or_insert(0);
                 *m = (*m).max(*seq);
+            }
+            if let Some(vv) = complete_from {
+                coverage.absorb(vv);
             }
             persist_vv(&tx, &before, coverage.vector())?;
             tx.commit()?;

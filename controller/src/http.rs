@@ -104,8 +104,19 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     node.metrics
         .gossip_records_received
         .add(push.records.len() as u64);
-    let (records, superseded) = (push.records, push.superseded);
-    match node.db.call(move |s| s.apply(records, &superseded)).await {
+    let (records, superseded, complete) = (push.records, push.superseded, push.complete_from);
+    let from = push.from.clone();
+    let applied = node
+        .db
+        .call(move |s| {
+            let changed = s.apply_delta(records, &superseded, complete.as_ref())?;
+            if let Some(vv) = &complete {
+                s.note_peer_vector(&from, vv)?;
+            }
+            Ok(changed)
+        })
+        .await;
+    match applied {
         Ok(changed) => {
             let applied = changed.len() as u32;
             node.learned(changed, Some(push.from)).await;

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub gossip_records_applied: Counter,
     pub anti_entropy_rounds: Counter,
     pub anti_entropy_failures: Counter,
+    pub gc_passes: Counter,
+    pub tombstones_purged: Counter,
 }
 
 /// One controller.

@@ -47,7 +47,7 @@ impl Table {
     }
 
     /// The SQL expression that rebuilds a record key from the row.
-    fn key_expr(self) -> &'static str {
+    pub fn key_expr(self) -> &'static str {
         match self {
             Table::Users => "user_id",
             Table::Files | Table::Chunks => "file_id",
@@ -383,4 +383,20 @@ pub fn decode_chunk_list(s: &str) -> Result<Vec<(ChunkId, u64)>, String> {
                 .map_err(|e: redcloud_common::IdError| e.to_string())
         })
         .collect()
+}
+
+/// The SQL expression that rebuilds `table`'s record key from a row.
+pub fn key_expr(table: Table) -> &'static str {
+    table.key_expr()
+}
+
+/// Removes the row of `key` from `table` outright (tombstone collection only).
+pub fn delete_row(conn: &Connection, table: Table, key: &str) -> rusqlite::Result<usize> {
+    let (a, b) = table.key_parts(key);
+    let sql = format!("DELETE FROM {} WHERE {}", table.name(), table.key_where());
+    if table.key_where().contains("?2") {
+        conn.execute(&sql, params![a, b])
+    } else {
+        conn.execute(&sql, params![a])
+    }
 }

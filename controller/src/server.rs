@@ -167,6 +167,10 @@ pub async fn start(
         node.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(crate::replication::tombstone_gc::run(
+        node.clone(),
+        shutdown.clone(),
+    ));
     let n = node.clone();
     let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
     tasks.spawn(redcloud_common::http::serve(

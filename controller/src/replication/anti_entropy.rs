@@ -61,21 +61,19 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
         let changed = node
             .db
             .call(move |s| {
-                let changed = s.apply(delta.records, &delta.superseded)?;
+                let complete = delta.complete.then_some(&their_vector);
+                let changed = s.apply_delta(delta.records, &delta.superseded, complete)?;
                 s.note_peer_vector(&peer_id, &their_vector)?;
                 Ok(changed)
             })
             .await?;
-        node.metrics
-            .gossip_records_applied
-            .add(changed.len() as u64);
-        node.publish(changed, Some(reply.from.clone()));
+        node.learned(changed, Some(reply.from.clone())).await;
 
         // Push back what the peer lacks.
         let their_vector = reply.vector;
-        let ours = node
+        let (ours, our_vector) = node
             .db
-            .call(move |s| s.delta(&their_vector, DELTA_LIMIT))
+            .call(move |s| Ok((s.delta(&their_vector, DELTA_LIMIT)?, s.vector())))
             .await?;
         let our_complete = ours.complete;
         if !ours.records.is_empty() || !ours.superseded.is_empty() {
@@ -85,6 +83,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
                 from_http: node.http_addr.clone(),
                 records: ours.records,
                 superseded: ours.superseded,
+                complete_from: our_complete.then_some(our_vector),
             });
             let ack = node
                 .net

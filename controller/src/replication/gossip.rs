@@ -73,6 +73,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
         from_http: node.http_addr.clone(),
         records,
         superseded: Vec::new(),
+        complete_from: None,
     });
     for peer in node
         .peers

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod gossip;
 pub mod net;
 pub mod peers;
+pub mod tombstone_gc;
 
 use redcloud_common::NodeId;
 use redcloud_common::replication::VersionVector;
@@ -33,6 +34,9 @@ pub struct Push {
     pub records: Vec<Record>,
     /// Writes superseded at the sender that the receiver has not seen.
     pub superseded: Vec<(NodeId, u64)>,
+    /// Set when this push is a complete anti-entropy delta: the sender's vector, which
+    /// the receiver reflects entirely once the records are applied.
+    pub complete_from: Option<VersionVector>,
 }
 
 /// The answer to a push.

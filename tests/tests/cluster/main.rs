@@ -7,3 +7,4 @@ mod t20_chunkserver_loss;
 mod t30_corruption;
 mod t40_malformed;
 mod t50_replication;
+mod t55_tombstone_gc;
