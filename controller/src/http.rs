@@ -101,6 +101,10 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     };
     node.peers
         .upsert(Some(push.from.clone()), &push.from_http, "");
+    if push.complete_from.is_some() {
+        // The last leg of an exchange the sender started: we are in sync with it.
+        node.peers.set_needs_sync(&push.from_http, false);
+    }
     node.metrics
         .gossip_records_received
         .add(push.records.len() as u64);

@@ -5,6 +5,7 @@
 //! waits at most about one interval once the peer is reachable.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use redcloud_common::NodeId;
 use tokio::sync::mpsc;
@@ -24,6 +25,11 @@ pub struct Outgoing {
 /// Most records coalesced into one push message.
 const MAX_BATCH: usize = 10_000;
 
+/// Batches bigger than this are not pushed whole: the fanout peers are marked for
+/// a sync instead, and the next tick's anti-entropy sends each only what it lacks
+/// (a big batch is usually an anti-entropy catch-up that peers are getting too).
+const EAGER_LIMIT: usize = 256;
+
 /// Runs until `shutdown`.
 pub async fn run(
     node: Arc<Node>,
@@ -32,6 +38,8 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(node.config.gossip_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let syncing = Arc::new(AtomicBool::new(false));
+    let patience = node.config.gossip_interval * 2;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -50,12 +58,22 @@ pub async fn run(
                 push_to_random(&node, records, exclude);
             }
             _ = tick.tick() => {
-                for peer in node.peers.needing_sync() {
+                // One sync at a time, one peer after another: each exchange starts from
+                // what the previous ones brought, so the same records are not fetched
+                // from several peers at once.
+                if !syncing.load(Ordering::Acquire) && !node.peers.due_for_sync(&node.id, patience).is_empty() {
+                    syncing.store(true, Ordering::Release);
                     let node = node.clone();
+                    let syncing = syncing.clone();
                     node.tasks.clone().spawn(async move {
-                        if super::anti_entropy::exchange(&node, &peer.http_addr).await.is_ok() {
+                        for peer in node.peers.due_for_sync(&node.id, patience) {
                             node.peers.set_needs_sync(&peer.http_addr, false);
+                            if let Err(e) = super::anti_entropy::exchange(&node, &peer.http_addr).await {
+                                tracing::debug!(peer = %peer.http_addr, "sync failed: {e}");
+                                node.peers.set_needs_sync(&peer.http_addr, true);
+                            }
                         }
+                        syncing.store(false, Ordering::Release);
                     });
                 }
             }
@@ -68,6 +86,15 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
     if records.is_empty() {
         return;
     }
+    let targets = node
+        .peers
+        .random(node.config.gossip_fanout as usize, exclude.as_ref());
+    if records.len() > EAGER_LIMIT {
+        for peer in targets {
+            node.peers.set_needs_sync(&peer.http_addr, true);
+        }
+        return;
+    }
     let body = encode(&Push {
         from: node.id.clone(),
         from_http: node.http_addr.clone(),
@@ -75,10 +102,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
         superseded: Vec::new(),
         complete_from: None,
     });
-    for peer in node
-        .peers
-        .random(node.config.gossip_fanout as usize, exclude.as_ref())
-    {
+    for peer in targets {
         let node = node.clone();
         let body = body.clone();
         node.tasks.clone().spawn(async move {

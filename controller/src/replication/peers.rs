@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rand::seq::IndexedRandom;
 use redcloud_common::NodeId;
@@ -13,8 +14,9 @@ pub struct Peer {
     pub node_id: Option<NodeId>,
     pub http_addr: String,
     pub grpc_addr: String,
-    /// A push to it failed: run anti-entropy with it at the next gossip tick.
-    pub needs_sync: bool,
+    /// Since when it may lack something we have (a push to it failed, or it is
+    /// new): anti-entropy with it is due.
+    pub sync_wanted_since: Option<Instant>,
 }
 
 /// Known peers by HTTP address. `std` mutex: map operations only.
@@ -53,7 +55,7 @@ impl Peers {
                         http_addr: http_addr.to_string(),
                         grpc_addr: grpc_addr.to_string(),
                         // A new peer may lack anything: sync with it soon.
-                        needs_sync: true,
+                        sync_wanted_since: Some(Instant::now()),
                     },
                 );
                 true
@@ -87,15 +89,32 @@ impl Peers {
 
     pub fn set_needs_sync(&self, http_addr: &str, v: bool) {
         if let Some(p) = self.lock().get_mut(http_addr) {
-            p.needs_sync = v;
+            match (v, p.sync_wanted_since) {
+                (true, None) => p.sync_wanted_since = Some(Instant::now()),
+                (false, _) => p.sync_wanted_since = None,
+                _ => {}
+            }
         }
     }
 
-    pub fn needing_sync(&self) -> Vec<Peer> {
-        self.lock()
+    /// Peers a sync is due with. When two controllers want to sync with each other
+    /// (as both sides of a healed partition do), the one with the lower id starts
+    /// and its exchange serves both directions; the other starts only if nothing
+    /// came within `patience`.
+    pub fn due_for_sync(&self, me: &NodeId, patience: Duration) -> Vec<Peer> {
+        let now = Instant::now();
+        let mut v: Vec<Peer> = self
+            .lock()
             .values()
-            .filter(|p| p.needs_sync)
+            .filter(|p| match (p.sync_wanted_since, &p.node_id) {
+                (None, _) => false,
+                (Some(_), Some(id)) if me < id => true,
+                (Some(_), None) => true,
+                (Some(t), Some(_)) => now.duration_since(t) >= patience,
+            })
             .cloned()
-            .collect()
+            .collect();
+        v.sort_by(|a, b| a.http_addr.cmp(&b.http_addr));
+        v
     }
 }
