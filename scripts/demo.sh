@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on one machine: start a local RedCloud cluster (1 controller and
+# The main job on one machine: start a local RedCloud cluster (3 controllers and
 # 3 chunkservers as processes on loopback, data under ./redcloud-data/demo), store
-# the sample books in samples/, and show them: list, stat, download and verify,
-# cluster status. Needs only cargo. Stops the cluster on exit unless --keep.
+# the sample books in samples/ through one controller, and show them through the
+# others: list, stat, download and verify, cluster status. Needs only cargo.
+# Stops the cluster on exit unless --keep.
 #
 #   scripts/demo.sh [--keep] [BOOK...]
 set -euo pipefail
@@ -21,8 +22,11 @@ done
 
 data=${DEMO_DATA_DIR:-redcloud-data/demo}
 base=${DEMO_BASE_PORT:-18700}
-ctl_grpc=127.0.0.1:$base
-ctl_http=127.0.0.1:$((base + 1))
+# Controller i: gRPC base+10i, HTTP base+10i+1; chunkserver i: base+100+i, base+110+i.
+ctl_grpc() { echo "127.0.0.1:$((base + 10 * $1))"; }
+ctl_http() { echo "127.0.0.1:$((base + 10 * $1 + 1))"; }
+all_grpc="$(ctl_grpc 0),$(ctl_grpc 1),$(ctl_grpc 2)"
+all_http="$(ctl_http 0),$(ctl_http 1),$(ctl_http 2)"
 
 echo "==> building (release)"
 cargo build --release --quiet --bin redcloud --bin redcloud-controller --bin redcloud-chunkserver
@@ -38,28 +42,44 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "==> starting 1 controller and 3 chunkservers (logs in $data/*.log)"
-RUST_LOG=${RUST_LOG:-info} "$bin/redcloud-controller" --data-dir "$data/controller" \
-  --grpc-listen "$ctl_grpc" --http-listen "$ctl_http" >"$data/controller.log" 2>&1 &
-pids+=($!)
+echo "==> starting 3 controllers and 3 chunkservers (logs in $data/*.log)"
+for i in 0 1 2; do
+  RUST_LOG=${RUST_LOG:-info} "$bin/redcloud-controller" --data-dir "$data/controller-$i" \
+    --grpc-listen "$(ctl_grpc $i)" --http-listen "$(ctl_http $i)" --peers "$all_http" \
+    >"$data/controller-$i.log" 2>&1 &
+  pids+=($!)
+done
 for i in 1 2 3; do
   RUST_LOG=${RUST_LOG:-info} "$bin/redcloud-chunkserver" --data-dir "$data/chunkserver-$i" \
     --grpc-listen "127.0.0.1:$((base + 100 + i))" --http-listen "127.0.0.1:$((base + 110 + i))" \
-    --controllers "$ctl_http" >"$data/chunkserver-$i.log" 2>&1 &
+    --controllers "$all_http" >"$data/chunkserver-$i.log" 2>&1 &
   pids+=($!)
 done
 
-export REDCLOUD_CONTROLLER=$ctl_grpc
-echo "==> waiting for the chunkservers to report"
-for _ in $(seq 1 100); do
-  if "$bin/redcloud" cluster status --json 2>/dev/null | grep -c '"healthy": true' | grep -q '^3$'; then break; fi
-  sleep 0.1
+echo "==> waiting for the chunkservers to report to every controller"
+for i in 0 1 2; do
+  for _ in $(seq 1 100); do
+    if "$bin/redcloud" --controller "$(ctl_grpc $i)" cluster status --json 2>/dev/null |
+      grep -c '"healthy": true' | grep -q '^3$'; then break; fi
+    sleep 0.1
+  done
 done
 
-echo "==> uploading ${#books[@]} book(s)"
-"$bin/redcloud" upload "${books[@]}"
-echo "==> stored books"
-"$bin/redcloud" ls
+echo "==> uploading ${#books[@]} book(s) through controller 0"
+"$bin/redcloud" --controller "$(ctl_grpc 0)" upload "${books[@]}"
+echo "==> waiting for the controllers to converge (equal state digests)"
+digests() {
+  for i in 0 1 2; do
+    "$bin/redcloud" --controller "$(ctl_grpc $i)" cluster status --json | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2
+  done
+}
+for _ in $(seq 1 100); do
+  [ "$(digests | sort -u | wc -l)" = 1 ] && break
+  sleep 0.2
+done
+echo "==> the books, as controller 2 lists them"
+"$bin/redcloud" --controller "$(ctl_grpc 2)" ls
+export REDCLOUD_CONTROLLER=$all_grpc
 first=$(basename "${books[0]}")
 echo "==> where $first lives"
 "$bin/redcloud" stat "$first"
@@ -68,11 +88,13 @@ out=$(mktemp)
 "$bin/redcloud" download "$first" -o "$out"
 cmp "$out" "${books[0]}" && echo "byte-identical: yes"
 rm -f "$out"
-echo "==> cluster status"
-"$bin/redcloud" cluster status
+echo "==> cluster status (controller 1)"
+"$bin/redcloud" --controller "$(ctl_grpc 1)" cluster status
+echo "==> state digests of the three controllers (equal: converged)"
+digests
 if [ "$keep" = 1 ]; then
   echo
   echo "The cluster keeps running (pids ${pids[*]}). Try:"
-  echo "  export REDCLOUD_CONTROLLER=$ctl_grpc; $bin/redcloud ls"
+  echo "  export REDCLOUD_CONTROLLER=$all_grpc; $bin/redcloud ls"
   echo "Stop it with: kill ${pids[*]}"
 fi

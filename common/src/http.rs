@@ -235,7 +235,9 @@ impl HttpClient {
             url: url.clone(),
             reason: e.to_string(),
         })?;
-        let bytes = self.call(Method::POST, &url, Bytes::from(payload)).await?;
+        let bytes = self
+            .call(Method::POST, &url, Bytes::from(payload), "application/json")
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| HttpError::BadResponse {
             url,
             reason: e.to_string(),
@@ -250,20 +252,28 @@ impl HttpClient {
         body: Bytes,
     ) -> Result<Bytes, HttpError> {
         let url = format!("http://{addr}{path}");
-        self.call(Method::POST, &url, body).await
+        self.call(Method::POST, &url, body, "application/octet-stream")
+            .await
     }
 
     /// GETs `http://{addr}{path}` and returns the body.
     pub async fn get(&self, addr: &str, path: &str) -> Result<Bytes, HttpError> {
         let url = format!("http://{addr}{path}");
-        self.call(Method::GET, &url, Bytes::new()).await
+        self.call(Method::GET, &url, Bytes::new(), "application/json")
+            .await
     }
 
-    async fn call(&self, method: Method, url: &str, body: Bytes) -> Result<Bytes, HttpError> {
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<Bytes, HttpError> {
         let mut req = Request::builder()
             .method(method)
             .uri(url)
-            .header(hyper::header::CONTENT_TYPE, "application/json");
+            .header(hyper::header::CONTENT_TYPE, content_type);
         if let Some(s) = &self.secret {
             req = req.header(SECRET_HEADER, s);
         }

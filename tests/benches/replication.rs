@@ -236,7 +236,7 @@ async fn idle_round(records: usize) -> serde_json::Value {
         "write_s": (written.as_secs_f64() * 1000.0).round() / 1000.0,
         "write_and_replicate_s": (replicated.as_secs_f64() * 1000.0).round() / 1000.0,
         "idle_round_body_bytes": rounds[rounds.len() / 2],
-        "note": "HTTP bodies of the summary and its answer; HTTP/1.1 headers add about 200 bytes per message",
+        "note": "HTTP bodies of the summary and its answer; HTTP/1.1 headers add about 120 bytes per message",
         "aim_bytes": 1024,
     })
 }

@@ -15,21 +15,31 @@ use crate::node::Node;
 pub const CONTROLLER_HTTP_PORT: u16 = 8701;
 
 /// Runs until `shutdown`.
+///
+/// While some address behind the names does not answer (at start, peers are often
+/// still starting), passes repeat every second rather than every interval.
 pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     let resolver = Resolver::new();
-    let mut tick = tokio::time::interval(node.config.discovery_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let quick = node
+        .config
+        .discovery_interval
+        .min(std::time::Duration::from_secs(1));
     loop {
+        let everyone_answered = discover_once(&node, &resolver).await;
+        let wait = if everyone_answered {
+            node.config.discovery_interval
+        } else {
+            quick
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        discover_once(&node, &resolver).await;
     }
 }
 
-/// One discovery pass.
-pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) {
+/// One discovery pass. Returns whether every address found answered.
+pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
     refresh_from_db(node).await;
     let addrs = resolver
         .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
@@ -41,8 +51,9 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) {
     };
     let body = match serde_json::to_vec(&me) {
         Ok(b) => bytes::Bytes::from(b),
-        Err(_) => return,
+        Err(_) => return false,
     };
+    let mut all_ok = true;
     for addr in addrs {
         let addr = addr.to_string();
         if addr == node.http_addr || is_self(node, &addr) {
@@ -69,9 +80,13 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) {
                 }
                 Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),
             },
-            Err(e) => tracing::debug!("cannot register with {addr}: {e}"),
+            Err(e) => {
+                all_ok = false;
+                tracing::debug!("cannot register with {addr}: {e}");
+            }
         }
     }
+    all_ok
 }
 
 /// Whether `addr` is one of this node's own listening addresses (a DNS alias
