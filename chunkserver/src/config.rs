@@ -49,6 +49,14 @@ pub struct Config {
     #[arg(long, env = "HEARTBEAT_INTERVAL", default_value = "1s", value_parser = redcloud_common::config::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// Most bytes per second the scrub worker re-reads (0: unthrottled).
+    #[arg(long, env = "SCRUB_RATE", default_value = "32MiB", value_parser = redcloud_common::config::parse_size)]
+    pub scrub_rate: u64,
+
+    /// A full scrub pass starts at most this often.
+    #[arg(long, env = "SCRUB_INTERVAL", default_value = "1h", value_parser = redcloud_common::config::parse_duration)]
+    pub scrub_interval: Duration,
+
     /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
     #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
@@ -68,6 +76,8 @@ impl Config {
             advertise_addr: None,
             controllers,
             heartbeat_interval: Duration::from_millis(200),
+            scrub_rate: 0,
+            scrub_interval: Duration::from_secs(3600),
             cluster_secret: None,
         }
     }

@@ -45,7 +45,18 @@ pub async fn run(
             free_bytes: free,
             used_bytes: node.store.used_bytes(),
             chunk_count: node.store.chunk_count(),
+            corrupt_found: node.metrics.corrupt_reads.get(),
         };
+        if node
+            .heartbeats_paused
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            continue;
+        }
         let calls = targets.iter().map(|addr| {
             let client = client.clone();
             let hb = hb.clone();

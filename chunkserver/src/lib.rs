@@ -8,6 +8,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod http;
 pub mod node;
+pub mod scrub;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub corrupt_reads: Counter,
     pub heartbeats_sent: Counter,
     pub heartbeat_failures: Counter,
+    pub scrub_passes: Counter,
+    pub scrub_bytes: Counter,
+    pub scrub_corrupt: Counter,
+    pub replications: Counter,
 }
 
 /// One chunkserver: its identity, store and counters.
@@ -29,6 +33,11 @@ pub struct Node {
     pub grpc_addr: String,
     /// The HTTP address of `/health` and `/metrics`.
     pub http_addr: String,
+    /// Chunks being copied from a peer right now: a second request for one waits
+    /// for the first instead of copying it again. `std` mutex: set operations only.
+    pub replicating: std::sync::Mutex<std::collections::HashSet<redcloud_common::ChunkId>>,
+    /// Test hook: while set, no heartbeats are sent (the node looks partitioned).
+    pub heartbeats_paused: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -89,6 +98,26 @@ impl Node {
             "redcloud_chunkserver_corrupt_reads_total",
             "Reads that found a corrupt copy (removed, not served).",
             m.corrupt_reads.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_scrub_passes_total",
+            "Completed scrub passes.",
+            m.scrub_passes.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_scrub_bytes_total",
+            "Bytes re-verified by scrub.",
+            m.scrub_bytes.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_scrub_corrupt_total",
+            "Corrupt copies scrub found and removed.",
+            m.scrub_corrupt.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_replications_total",
+            "Chunks copied from a peer.",
+            m.replications.get(),
         )
         .counter(
             "redcloud_chunkserver_heartbeats_sent_total",

@@ -102,6 +102,8 @@ pub async fn start(
         metrics: Metrics::default(),
         grpc_addr,
         http_addr,
+        replicating: Default::default(),
+        heartbeats_paused: Default::default(),
     });
     if config.cluster_secret.is_none() {
         tracing::warn!(
@@ -139,6 +141,12 @@ pub async fn start(
     tasks.spawn(redcloud_common::http::serve(
         listeners.http,
         handler,
+        shutdown.clone(),
+    ));
+    tasks.spawn(crate::scrub::run(
+        node.clone(),
+        config.scrub_rate,
+        config.scrub_interval,
         shutdown.clone(),
     ));
     tasks.spawn(crate::heartbeat::run(

@@ -197,6 +197,20 @@ impl Chunkserver for ChunkService {
                 bytes_copied: 0,
             }));
         }
+        // One copy per chunk at a time: overlapping requests (several controllers
+        // repairing the same chunk) do not fetch it twice.
+        let claimed = self
+            .node
+            .replicating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if !claimed {
+            return Err(Status::already_exists(format!(
+                "chunk {id} is already being copied here"
+            )));
+        }
+        let _release = Release(&self.node, id);
         let channel = chunk_client::channel(source, chunk_client::Timeouts::default())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let data = ChunkClient::new(source, channel)
@@ -205,6 +219,7 @@ impl Chunkserver for ChunkService {
             .map_err(|e| Status::unavailable(format!("copy from peer failed: {e}")))?;
         let len = data.len() as u64;
         let outcome = self.store_chunk(id, data).await?;
+        self.node.metrics.replications.inc();
         Ok(Response::new(chunk::ReplicateFromPeerResponse {
             already_present: outcome == PutOutcome::AlreadyPresent,
             bytes_copied: len,
@@ -249,5 +264,18 @@ impl Chunkserver for ChunkService {
             chunk_count: self.node.store.chunk_count(),
             chunks,
         }))
+    }
+}
+
+/// Releases a replication claim when the request ends, however it ends.
+struct Release<'a>(&'a Node, redcloud_common::ChunkId);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0
+            .replicating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.1);
     }
 }

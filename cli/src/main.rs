@@ -282,20 +282,41 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     s.controller_id,
                     client.controller()
                 );
-                println!("controllers: {}", s.controllers.len());
+                let partial = s.controllers_answered < s.controllers.len() as u32
+                    || s.chunkservers_answered < s.chunkservers.len() as u32;
+                if partial {
+                    println!(
+                        "PARTIAL ANSWER: {} of {} controllers and {} of {} chunkservers answered; figures for the others are the last known",
+                        s.controllers_answered,
+                        s.controllers.len(),
+                        s.chunkservers_answered,
+                        s.chunkservers.len()
+                    );
+                }
+                println!(
+                    "controllers: {} ({} answered)",
+                    s.controllers.len(),
+                    s.controllers_answered
+                );
                 for c in &s.controllers {
                     println!(
-                        "  {}  {}{}",
+                        "  {}  {}  {}{}",
                         c.node_id,
                         c.grpc_address,
+                        if c.reachable {
+                            "up"
+                        } else {
+                            "DOWN (no answer)"
+                        },
                         if c.is_self { "  (this one)" } else { "" }
                     );
                 }
                 let healthy = s.chunkservers.iter().filter(|c| c.healthy).count();
                 println!(
-                    "chunkservers: {} ({} healthy)",
+                    "chunkservers: {} ({} healthy, {} answered)",
                     s.chunkservers.len(),
-                    healthy
+                    healthy,
+                    s.chunkservers_answered
                 );
                 for c in &s.chunkservers {
                     let age = if c.last_heartbeat_age_ms == u64::MAX {
@@ -307,7 +328,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         "  {}  {}  {}  {} chunks, {} bytes used, heartbeat {}",
                         c.node_id,
                         c.grpc_address,
-                        if c.healthy { "healthy" } else { "FAILED" },
+                        match (c.healthy, c.answered) {
+                            (true, true) => "healthy",
+                            (true, false) => "healthy (no answer just now)",
+                            (false, true) => "FAILED (answers, but no heartbeat)",
+                            (false, false) => "FAILED",
+                        },
                         c.chunk_count,
                         c.used_bytes,
                         age
@@ -316,6 +342,19 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 println!(
                     "files: {}  chunks: {}  under-replicated chunks: {}  (MIN_CHUNK_REPLICAS={})",
                     s.file_count, s.chunk_count, s.under_replicated_chunks, s.min_chunk_replicas
+                );
+                println!(
+                    "repair backlog: {} missing cop{}{}",
+                    s.repair_backlog,
+                    if s.repair_backlog == 1 { "y" } else { "ies" },
+                    if s.lost_chunks > 0 {
+                        format!(
+                            "; {} chunk(s) with no healthy copy (start the chunkservers that hold them)",
+                            s.lost_chunks
+                        )
+                    } else {
+                        String::new()
+                    }
                 );
                 println!(
                     "state digest: {}  (controllers that have converged show the same digest)",

@@ -19,6 +19,9 @@ pub struct Heartbeat {
     /// Bytes of chunk data stored.
     pub used_bytes: u64,
     pub chunk_count: u64,
+    /// Corrupt copies found (by reads or scrub) and removed since the node started.
+    #[serde(default)]
+    pub corrupt_found: u64,
 }
 
 /// The controller's answer to a heartbeat.

@@ -81,6 +81,22 @@ pub struct Config {
     #[arg(long, env = "TOMBSTONE_GC_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub tombstone_gc_interval: Duration,
 
+    /// How often the repair worker runs (it also runs when a chunkserver joins or returns).
+    #[arg(long, env = "REPAIR_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub repair_interval: Duration,
+
+    /// Chunk copies the repair worker runs at once.
+    #[arg(long, env = "REPAIR_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repair_concurrency: u32,
+
+    /// Most bytes per second the repair worker copies (0: unthrottled), so clients keep service.
+    #[arg(long, env = "REPAIR_RATE", default_value = "0", value_parser = parse_size)]
+    pub repair_rate: u64,
+
+    /// An unreferenced chunk is deleted from the chunkservers after this long.
+    #[arg(long, env = "CHUNK_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
+    pub chunk_gc_grace: Duration,
+
     /// Skews this node's wall clock (milliseconds, may be negative). For fault tests.
     #[arg(
         long,
@@ -123,6 +139,10 @@ impl Config {
             gossip_interval: Duration::from_millis(200),
             anti_entropy_interval: Duration::from_secs(2),
             tombstone_grace: Duration::from_secs(3600),
+            repair_interval: Duration::from_secs(2),
+            repair_concurrency: 4,
+            repair_rate: 0,
+            chunk_gc_grace: Duration::from_secs(3600),
             tombstone_gc_interval: Duration::from_secs(5),
             clock_offset_ms: 0,
             cluster_secret: None,

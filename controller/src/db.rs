@@ -808,6 +808,86 @@ pub fn live_chunk_locations(conn: &Connection) -> Result<HashMap<ChunkId, Vec<No
     Ok(out)
 }
 
+/// Every chunk referenced by a live file version (current or kept), with its size.
+pub fn live_chunks(conn: &Connection) -> Result<HashMap<ChunkId, u64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT ch.list FROM chunks ch JOIN files f ON f.file_id = ch.file_id WHERE f.deleted = 0",
+    )?;
+    let mut out = HashMap::new();
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    for row in rows {
+        let list = records::decode_chunk_list(&row?)
+            .map_err(|e| ControllerError::Internal(format!("chunk list: {e}")))?;
+        out.extend(list);
+    }
+    Ok(out)
+}
+
+/// Every live chunk-location record: chunk → chunkservers recorded as holding it.
+pub fn all_chunk_locations(conn: &Connection) -> Result<HashMap<ChunkId, Vec<NodeId>>> {
+    let mut st =
+        conn.prepare_cached("SELECT chunk_id, node_id FROM chunk_locations WHERE deleted = 0")?;
+    let mut out: HashMap<ChunkId, Vec<NodeId>> = HashMap::new();
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (c, n) = row?;
+        let c: ChunkId = c.parse().map_err(|e| bad_row("chunk_id", e))?;
+        out.entry(c)
+            .or_default()
+            .push(NodeId::new(n).map_err(|e| bad_row("node_id", e))?);
+    }
+    Ok(out)
+}
+
+/// Records chunk copies seen (`adds`) and copies gone (`drops`, as tombstones);
+/// only what differs from the current records is written.
+pub fn reconcile_locations(
+    store: &mut Store,
+    adds: &[(ChunkId, NodeId)],
+    drops: &[(ChunkId, NodeId)],
+) -> Result<Vec<Record>> {
+    let mut writes = location_writes(&store.conn, adds)?;
+    for (chunk, node) in drops {
+        let key = records::location_key(chunk, node);
+        if let Some(v) = records::load_version(&store.conn, Table::ChunkLocations, &key)?
+            && !v.deleted
+        {
+            writes.push(Write {
+                key,
+                body: Body::ChunkLocation,
+                deleted: true,
+            });
+        }
+    }
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.write(writes)
+}
+
+/// Whether every known controller has exchanged state with this one after
+/// `since_ms` (wall clock), and this one holds every write each had made then.
+pub fn peers_synced_since(store: &Store, since_ms: u64) -> Result<bool> {
+    let me = store.node().clone();
+    for (peer, _, _) in controllers(&store.conn)? {
+        if peer == me {
+            continue;
+        }
+        let last: Option<i64> = store
+            .conn
+            .prepare_cached("SELECT last_exchange_ms FROM gossip_peers WHERE peer_id = ?1")?
+            .query_row(params![peer.as_str()], |r| r.get(0))
+            .optional()?;
+        if last.is_none_or(|l| (l as u64) <= since_ms) {
+            return Ok(false);
+        }
+    }
+    Ok(matches!(
+        crate::replication::tombstone_gc::cluster_floor(store)?,
+        Some((_, true))
+    ))
+}
+
 /// The number of live files (names with a current version).
 pub fn live_file_count(conn: &Connection) -> Result<u64> {
     let mut st = conn.prepare("SELECT DISTINCT owner, name FROM files WHERE deleted = 0")?;

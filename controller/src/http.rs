@@ -54,7 +54,11 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         }
     };
     node.metrics.heartbeats.inc();
-    if let Some(record) = node.registry.heartbeat(&hb) {
+    let outcome = node.registry.heartbeat(&hb);
+    if outcome.wake_repair {
+        node.repair_wakeup.notify_one();
+    }
+    if let Some(record) = outcome.persist {
         match node
             .db
             .call(move |s| db::upsert_chunkserver(s, &record))
@@ -101,6 +105,7 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     };
     node.peers
         .upsert(Some(push.from.clone()), &push.from_http, "");
+    node.peers.mark_ok(&push.from_http);
     if push.complete_from.is_some() {
         // The last leg of an exchange the sender started: we are in sync with it.
         node.peers.set_needs_sync(&push.from_http, false);
@@ -138,6 +143,7 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     };
     node.peers
         .upsert(Some(syn.from.clone()), &syn.from_http, "");
+    node.peers.mark_ok(&syn.from_http);
     let (from, theirs) = (syn.from, syn.vector);
     let answer = node
         .db

@@ -13,6 +13,7 @@ pub mod model;
 pub mod node;
 pub mod records;
 pub mod registry;
+pub mod repair;
 pub mod replication;
 pub mod server;
 pub mod service;

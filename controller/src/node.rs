@@ -39,6 +39,11 @@ pub struct Metrics {
     pub anti_entropy_failures: Counter,
     pub gc_passes: Counter,
     pub tombstones_purged: Counter,
+    pub repair_passes: Counter,
+    pub repair_copies: Counter,
+    pub repair_bytes: Counter,
+    pub repair_failures: Counter,
+    pub chunks_collected: Counter,
 }
 
 /// One controller.
@@ -54,6 +59,13 @@ pub struct Node {
     pub net: PeerNet,
     /// Feeds the push-gossip worker.
     gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
+    /// Wakes the repair worker before its interval (a chunkserver joined, returned,
+    /// lost chunks or found corruption).
+    pub repair_wakeup: tokio::sync::Notify,
+    /// Chunks of uploads in progress here (never garbage). `std` mutex: counts only.
+    pub in_flight_chunks: Mutex<HashMap<redcloud_common::ChunkId, usize>>,
+    /// The repair worker's last findings, for `cluster status`.
+    pub repair_state: Mutex<crate::repair::RepairReport>,
     pub metrics: Metrics,
     pub grpc_addr: String,
     pub http_addr: String,
@@ -90,6 +102,9 @@ impl Node {
             peers: Peers::default(),
             net,
             gossip_tx,
+            repair_wakeup: tokio::sync::Notify::new(),
+            in_flight_chunks: Mutex::new(HashMap::new()),
+            repair_state: Mutex::new(Default::default()),
             metrics: Metrics::default(),
             grpc_addr,
             http_addr,
@@ -153,6 +168,39 @@ impl Node {
         self.publish(changed, from);
     }
 
+    /// The repair worker's last findings.
+    pub fn repair_report(&self) -> crate::repair::RepairReport {
+        self.repair_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Marks chunks as used by an upload in progress (`start`) or no longer.
+    pub fn track_in_flight(&self, chunks: &[redcloud_common::ChunkId], start: bool) {
+        let mut m = self
+            .in_flight_chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for c in chunks {
+            if start {
+                *m.entry(*c).or_insert(0) += 1;
+            } else if let Some(n) = m.get_mut(c) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(c);
+                }
+            }
+        }
+    }
+
+    pub fn is_in_flight(&self, chunk: &redcloud_common::ChunkId) -> bool {
+        self.in_flight_chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(chunk)
+    }
+
     /// Hands new records to push gossip (not back to `from`, where they came from).
     pub fn publish(&self, records: Vec<Record>, from: Option<NodeId>) {
         if records.is_empty() {
@@ -177,62 +225,152 @@ impl Node {
         let m = &self.metrics;
         let cs = self.registry.snapshot();
         let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
+        let repair = self.repair_report();
+        let counters: [(&str, &str, u64); 26] = [
+            ("uploads_total", "Uploads acknowledged.", m.uploads.get()),
+            (
+                "upload_bytes_total",
+                "Bytes of acknowledged uploads.",
+                m.upload_bytes.get(),
+            ),
+            (
+                "upload_failures_total",
+                "Uploads refused or failed.",
+                m.upload_failures.get(),
+            ),
+            ("downloads_total", "Downloads completed.", m.downloads.get()),
+            (
+                "download_bytes_total",
+                "Bytes sent to downloaders.",
+                m.download_bytes.get(),
+            ),
+            (
+                "download_failures_total",
+                "Downloads that failed.",
+                m.download_failures.get(),
+            ),
+            (
+                "chunk_read_failovers_total",
+                "Chunk reads that moved to another replica.",
+                m.chunk_read_failovers.get(),
+            ),
+            (
+                "chunk_put_failures_total",
+                "Chunk writes a chunkserver refused or missed.",
+                m.chunk_put_failures.get(),
+            ),
+            (
+                "heartbeats_total",
+                "Chunkserver heartbeats received.",
+                m.heartbeats.get(),
+            ),
+            (
+                "gossip_pushes_total",
+                "Push-gossip messages sent.",
+                m.gossip_pushes.get(),
+            ),
+            (
+                "gossip_push_failures_total",
+                "Push-gossip messages that failed.",
+                m.gossip_push_failures.get(),
+            ),
+            (
+                "gossip_records_received_total",
+                "Records received by push.",
+                m.gossip_records_received.get(),
+            ),
+            (
+                "gossip_records_applied_total",
+                "Received records that changed state.",
+                m.gossip_records_applied.get(),
+            ),
+            (
+                "anti_entropy_rounds_total",
+                "Anti-entropy rounds started.",
+                m.anti_entropy_rounds.get(),
+            ),
+            (
+                "anti_entropy_failures_total",
+                "Anti-entropy exchanges that failed.",
+                m.anti_entropy_failures.get(),
+            ),
+            (
+                "peer_bytes_sent_total",
+                "Bytes sent to other controllers.",
+                self.net.bytes_sent.get(),
+            ),
+            (
+                "peer_bytes_received_total",
+                "Bytes received in answers from other controllers.",
+                self.net.bytes_received.get(),
+            ),
+            (
+                "gc_passes_total",
+                "Tombstone collection passes.",
+                m.gc_passes.get(),
+            ),
+            (
+                "tombstones_purged_total",
+                "Tombstones purged once every controller had seen them.",
+                m.tombstones_purged.get(),
+            ),
+            (
+                "repair_passes_total",
+                "Repair passes run.",
+                m.repair_passes.get(),
+            ),
+            (
+                "repair_copies_total",
+                "Chunk copies made by repair.",
+                m.repair_copies.get(),
+            ),
+            (
+                "repair_bytes_total",
+                "Bytes copied by repair.",
+                m.repair_bytes.get(),
+            ),
+            (
+                "repair_failures_total",
+                "Repair copies that failed (retried with backoff).",
+                m.repair_failures.get(),
+            ),
+            (
+                "chunks_collected_total",
+                "Unreferenced chunks deleted from chunkservers.",
+                m.chunks_collected.get(),
+            ),
+            (
+                "chunk_copies_lost_total",
+                "Live chunks found with no healthy copy.",
+                repair.lost_chunks,
+            ),
+            (
+                "repair_backlog_total_seen",
+                "Missing copies counted over all repair passes.",
+                repair.missing_copies_seen,
+            ),
+        ];
+        let gauges: [(&str, &str, u64); 4] = [
+            ("chunkservers", "Chunkservers known.", cs.len() as u64),
+            ("chunkservers_healthy", "Chunkservers healthy.", healthy),
+            (
+                "peers",
+                "Other controllers known.",
+                self.peers.all().len() as u64,
+            ),
+            (
+                "repair_backlog",
+                "Missing chunk copies at the last repair pass.",
+                repair.missing_copies,
+            ),
+        ];
         let mut e = Exposition::new();
-        e.counter(
-            "redcloud_controller_uploads_total",
-            "Uploads acknowledged.",
-            m.uploads.get(),
-        )
-        .counter(
-            "redcloud_controller_upload_bytes_total",
-            "Bytes of acknowledged uploads.",
-            m.upload_bytes.get(),
-        )
-        .counter(
-            "redcloud_controller_upload_failures_total",
-            "Uploads refused or failed.",
-            m.upload_failures.get(),
-        )
-        .counter(
-            "redcloud_controller_downloads_total",
-            "Downloads completed.",
-            m.downloads.get(),
-        )
-        .counter(
-            "redcloud_controller_download_bytes_total",
-            "Bytes sent to downloaders.",
-            m.download_bytes.get(),
-        )
-        .counter(
-            "redcloud_controller_download_failures_total",
-            "Downloads that failed.",
-            m.download_failures.get(),
-        )
-        .counter(
-            "redcloud_controller_chunk_read_failovers_total",
-            "Chunk reads that moved to another replica.",
-            m.chunk_read_failovers.get(),
-        )
-        .counter(
-            "redcloud_controller_chunk_put_failures_total",
-            "Chunk writes a chunkserver refused or missed.",
-            m.chunk_put_failures.get(),
-        )
-        .counter(
-            "redcloud_controller_heartbeats_total",
-            "Chunkserver heartbeats received.",
-            m.heartbeats.get(),
-        )
-        .gauge(
-            "redcloud_controller_chunkservers",
-            "Chunkservers known.",
-            cs.len() as u64,
-        )
-        .gauge(
-            "redcloud_controller_chunkservers_healthy",
-            "Chunkservers healthy.",
-            healthy,
-        );
+        for (name, help, v) in counters {
+            e.counter(&format!("redcloud_controller_{name}"), help, v);
+        }
+        for (name, help, v) in gauges {
+            e.gauge(&format!("redcloud_controller_{name}"), help, v);
+        }
         e.finish()
     }
 }

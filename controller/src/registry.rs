@@ -23,6 +23,16 @@ struct Entry {
     free_bytes: u64,
     used_bytes: u64,
     chunk_count: u64,
+    corrupt_found: u64,
+}
+
+/// What a heartbeat changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeartbeatOutcome {
+    /// The record, if new or its addresses changed (the caller persists it).
+    pub persist: Option<ChunkserverRecord>,
+    /// The chunkserver joined, returned, lost chunks or found corruption.
+    pub wake_repair: bool,
 }
 
 /// One chunkserver as the status API shows it.
@@ -68,13 +78,14 @@ impl Registry {
                 free_bytes: 0,
                 used_bytes: 0,
                 chunk_count: 0,
+                corrupt_found: 0,
             });
         }
     }
 
     /// Takes a heartbeat. Returns the record if it is new or its addresses changed
     /// (the caller persists it).
-    pub fn heartbeat(&self, hb: &Heartbeat) -> Option<ChunkserverRecord> {
+    pub fn heartbeat(&self, hb: &Heartbeat) -> HeartbeatOutcome {
         let record = ChunkserverRecord {
             node_id: hb.node_id.clone(),
             grpc_addr: hb.grpc_addr.clone(),
@@ -89,11 +100,16 @@ impl Registry {
             free_bytes: 0,
             used_bytes: 0,
             chunk_count: 0,
+            corrupt_found: 0,
         });
         let changed = e.last_heartbeat.is_none() || e.record != record;
-        if !e.healthy_at(Instant::now(), self.timeout) {
+        let returned = !e.healthy_at(Instant::now(), self.timeout);
+        if returned {
             tracing::info!(node = %hb.node_id, addr = %hb.grpc_addr, "chunkserver is healthy");
         }
+        // A node that (re)joined, lost chunks or found corrupt copies needs repair now.
+        let wake_repair =
+            returned || hb.chunk_count < e.chunk_count || hb.corrupt_found > e.corrupt_found;
         e.record = record.clone();
         e.last_heartbeat = Some(Instant::now());
         e.suspect_since = None;
@@ -101,7 +117,11 @@ impl Registry {
         e.free_bytes = hb.free_bytes;
         e.used_bytes = hb.used_bytes;
         e.chunk_count = hb.chunk_count;
-        changed.then_some(record)
+        e.corrupt_found = hb.corrupt_found;
+        HeartbeatOutcome {
+            persist: changed.then_some(record),
+            wake_repair,
+        }
     }
 
     /// Marks a chunkserver suspect after a failed call: it is not picked again until
@@ -178,15 +198,16 @@ mod tests {
             free_bytes: 5,
             used_bytes: 1,
             chunk_count: 1,
+            corrupt_found: 0,
         }
     }
 
     #[test]
     fn health_follows_heartbeats_and_failures() {
         let r = Registry::new(Duration::from_secs(30));
-        assert!(r.heartbeat(&hb("a")).is_some());
+        assert!(r.heartbeat(&hb("a")).persist.is_some());
         assert!(
-            r.heartbeat(&hb("a")).is_none(),
+            r.heartbeat(&hb("a")).persist.is_none(),
             "unchanged record is not re-persisted"
         );
         r.heartbeat(&hb("b"));

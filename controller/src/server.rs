@@ -167,6 +167,7 @@ pub async fn start(
         node.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(crate::repair::run(node.clone(), shutdown.clone()));
     tasks.spawn(crate::replication::tombstone_gc::run(
         node.clone(),
         shutdown.clone(),

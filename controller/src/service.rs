@@ -271,26 +271,61 @@ impl Controller for ControllerService {
             .values()
             .filter(|holders| healthy.iter().any(|h| !holders.contains(h)))
             .count() as u64;
+        // Live checks, in parallel and short: a node that does not answer makes the
+        // answer partial rather than slow.
+        let check = std::time::Duration::from_millis(800);
+        let cs_live = futures::future::join_all(servers.iter().map(|s| {
+            let node = self.node.clone();
+            let addr = s.record.grpc_addr.clone();
+            async move {
+                let c = node.chunk_client(&addr).ok()?;
+                tokio::time::timeout(check, c.stat(&[])).await.ok()?.ok()
+            }
+        }))
+        .await;
+        let ctl_live = futures::future::join_all(controllers.iter().map(|(id, _, http)| {
+            let node = self.node.clone();
+            let (me, http) = (id == &self.node.id, http.clone());
+            async move {
+                me || tokio::time::timeout(check, node.net.get(&http, "/health"))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
+        }))
+        .await;
+        let repair = self.node.repair_report();
         Ok(Response::new(pb::ClusterStatusResponse {
             controller_id: self.node.id.to_string(),
+            controllers_answered: ctl_live.iter().filter(|r| **r).count() as u32,
             controllers: controllers
                 .into_iter()
-                .map(|(id, grpc, http)| pb::ControllerStatus {
+                .zip(ctl_live)
+                .map(|((id, grpc, http), reachable)| pb::ControllerStatus {
                     is_self: id == self.node.id,
                     node_id: id.to_string(),
                     grpc_address: grpc,
                     http_address: http,
+                    reachable,
                 })
                 .collect(),
+            chunkservers_answered: cs_live.iter().filter(|r| r.is_some()).count() as u32,
             chunkservers: servers
                 .into_iter()
-                .map(|s| pb::ChunkserverStatus {
+                .zip(cs_live)
+                .map(|(s, live)| pb::ChunkserverStatus {
                     node_id: s.record.node_id.to_string(),
                     grpc_address: s.record.grpc_addr,
                     healthy: s.healthy,
-                    chunk_count: s.chunk_count,
-                    capacity_bytes: s.capacity_bytes,
-                    used_bytes: s.used_bytes,
+                    answered: live.is_some(),
+                    chunk_count: live
+                        .as_ref()
+                        .map(|l| l.chunk_count)
+                        .unwrap_or(s.chunk_count),
+                    capacity_bytes: live
+                        .as_ref()
+                        .map(|l| l.capacity_bytes)
+                        .unwrap_or(s.capacity_bytes),
+                    used_bytes: live.as_ref().map(|l| l.used_bytes).unwrap_or(s.used_bytes),
                     last_heartbeat_age_ms: s
                         .last_heartbeat_age
                         .map(|d| d.as_millis() as u64)
@@ -307,6 +342,8 @@ impl Controller for ControllerService {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
+            repair_backlog: repair.missing_copies,
+            lost_chunks: repair.lost_chunks,
         }))
     }
 }

@@ -48,10 +48,33 @@ pub enum UploadPart {
 }
 
 /// Where one chunk ended up.
-#[derive(Debug)]
 struct Placed {
     chunk: ChunkRef,
     holders: Vec<NodeId>,
+    /// Keeps the chunk out of garbage collection until the upload ends.
+    _in_flight: InFlight,
+}
+
+/// Marks a chunk as used by an upload in progress for as long as it lives.
+struct InFlight {
+    node: Arc<Node>,
+    id: ChunkId,
+}
+
+impl InFlight {
+    fn new(node: &Arc<Node>, id: ChunkId) -> Self {
+        node.track_in_flight(&[id], true);
+        InFlight {
+            node: node.clone(),
+            id,
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.node.track_in_flight(&[self.id], false);
+    }
 }
 
 /// Validates a user-chosen file name.
@@ -231,6 +254,7 @@ async fn place_chunk(
             .await
             .map_err(|e| ControllerError::Internal(e.to_string()))?
     };
+    let in_flight = InFlight::new(&node, id);
     let (tx, mut rx) =
         mpsc::unbounded_channel::<(NodeId, std::result::Result<bool, ChunkCallError>)>();
     for t in targets.iter() {
@@ -316,5 +340,6 @@ async fn place_chunk(
             size,
         },
         holders,
+        _in_flight: in_flight,
     })
 }

@@ -94,6 +94,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
                 reason: e.to_string(),
             })?;
         }
+        node.peers.mark_ok(peer_http);
         if their_complete && our_complete {
             return Ok(stats);
         }

@@ -66,6 +66,8 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
         {
             Ok(answer) => match serde_json::from_slice::<Vec<PeerInfo>>(&answer) {
                 Ok(list) => {
+                    // The answer lists the answering controller first.
+                    let answered = list.first().map(|p| p.http_addr.clone());
                     for p in list {
                         if p.node_id != node.id
                             && node.peers.upsert(
@@ -76,6 +78,9 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
                         {
                             tracing::info!(peer = %p.node_id, http = %p.http_addr, "discovered controller");
                         }
+                    }
+                    if let Some(a) = answered {
+                        node.peers.mark_ok(&a);
                     }
                 }
                 Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),

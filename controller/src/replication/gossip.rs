@@ -112,7 +112,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
                 .post(&peer.http_addr, "/internal/gossip/receive", body)
                 .await
             {
-                Ok(b) if decode::<PushAck>(&b).is_ok() => {}
+                Ok(b) if decode::<PushAck>(&b).is_ok() => node.peers.mark_ok(&peer.http_addr),
                 Ok(_) => {
                     node.metrics.gossip_push_failures.inc();
                     node.peers.set_needs_sync(&peer.http_addr, true);

@@ -17,6 +17,8 @@ pub struct Peer {
     /// Since when it may lack something we have (a push to it failed, or it is
     /// new): anti-entropy with it is due.
     pub sync_wanted_since: Option<Instant>,
+    /// When a message to or from it last succeeded.
+    pub last_ok: Option<Instant>,
 }
 
 /// Known peers by HTTP address. `std` mutex: map operations only.
@@ -56,6 +58,7 @@ impl Peers {
                         grpc_addr: grpc_addr.to_string(),
                         // A new peer may lack anything: sync with it soon.
                         sync_wanted_since: Some(Instant::now()),
+                        last_ok: None,
                     },
                 );
                 true
@@ -84,6 +87,23 @@ impl Peers {
         candidates
             .choose_multiple(&mut rng, n)
             .map(|p| (*p).clone())
+            .collect()
+    }
+
+    /// Notes a successful message to or from the peer at `http_addr`.
+    pub fn mark_ok(&self, http_addr: &str) {
+        if let Some(p) = self.lock().get_mut(http_addr) {
+            p.last_ok = Some(Instant::now());
+        }
+    }
+
+    /// Ids of peers heard from within `window`.
+    pub fn alive(&self, window: Duration) -> Vec<NodeId> {
+        let now = Instant::now();
+        self.lock()
+            .values()
+            .filter(|p| p.last_ok.is_some_and(|t| now.duration_since(t) <= window))
+            .filter_map(|p| p.node_id.clone())
             .collect()
     }
 

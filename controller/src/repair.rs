@@ -1,0 +1,404 @@
+//! The repair worker: keeps every live chunk on every healthy chunkserver, and
+//! deletes chunks no live file references.
+//!
+//! Every `REPAIR_INTERVAL` (and at once when a chunkserver joins, returns, loses
+//! chunks or reports corruption) a pass:
+//! 1. asks every healthy chunkserver what it holds (`ListChunks`);
+//! 2. for each chunk referenced by a live file version (current or kept), finds the
+//!    healthy chunkservers that lack it, and has each copy it from a holder
+//!    (`ReplicateFromPeer`), fewest-copies first, `REPAIR_CONCURRENCY` at a time, at
+//!    most `REPAIR_RATE` bytes per second, retrying failures with backoff;
+//! 3. records what it saw and copied in `chunk_locations` (replicated);
+//! 4. deletes chunks that no live file references, once they have been unreferenced
+//!    for `CHUNK_GC_GRACE`, no upload here is using them, and every known controller
+//!    has exchanged state with us since (so no controller holds a file that uses
+//!    them that we have not seen).
+//!
+//! Several controllers share the work by rendezvous hashing: each chunk belongs to
+//! the live controller with the highest hash of (controller id, chunk id). When
+//! controllers disagree about who is live, two may repair one chunk; the copy is
+//! idempotent and a chunkserver runs one copy of a chunk at a time, so overlap is
+//! harmless and bounded by the number of controllers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redcloud_common::{ChunkId, NodeId};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::error::Result;
+use crate::model::ChunkserverRecord;
+use crate::node::Node;
+
+/// What the last pass found (shown by `cluster status` and `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Copies missing on healthy chunkservers at the start of the last pass.
+    pub missing_copies: u64,
+    /// Live chunks with no copy on any healthy chunkserver at the last pass.
+    pub lost_chunks: u64,
+    /// Sum of `missing_copies` over all passes.
+    pub missing_copies_seen: u64,
+    /// Copies made in the last pass.
+    pub copied: u64,
+    /// Unreferenced chunks deleted in the last pass.
+    pub collected: u64,
+    pub passes: u64,
+}
+
+/// Per-chunk retry state, and when each unreferenced chunk was first seen so.
+#[derive(Default)]
+struct WorkerState {
+    backoff: HashMap<(ChunkId, NodeId), (u32, Instant)>,
+    unreferenced_since: HashMap<ChunkId, (Instant, u64)>,
+}
+
+/// Runs until `shutdown`.
+pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut state = WorkerState::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = node.repair_wakeup.notified() => {}
+            _ = tokio::time::sleep(node.config.repair_interval) => {}
+        }
+        if let Err(e) = pass(&node, &mut state, &shutdown).await {
+            tracing::warn!("repair pass failed: {e}");
+        }
+    }
+}
+
+/// Whether this controller is responsible for `chunk` among `alive` controllers.
+pub fn responsible(me: &NodeId, alive: &[NodeId], chunk: &ChunkId) -> bool {
+    let score = |n: &NodeId| {
+        let mut h = redcloud_common::Sha256Hex::new();
+        h.update(n.as_str().as_bytes());
+        h.update(&chunk.0);
+        h.finish()
+    };
+    let mine = score(me);
+    alive.iter().filter(|n| *n != me).all(|n| score(n) < mine)
+}
+
+/// One repair and collection pass.
+async fn pass(
+    node: &Arc<Node>,
+    state: &mut WorkerState,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    node.metrics.repair_passes.inc();
+    let healthy = node.registry.healthy();
+    if healthy.is_empty() {
+        return Ok(());
+    }
+    let live: HashMap<ChunkId, u64> = node.db.call(|s| db::live_chunks(&s.conn)).await?;
+    let recorded = node.db.call(|s| db::all_chunk_locations(&s.conn)).await?;
+
+    // What each healthy chunkserver holds; servers that do not answer sit this pass out.
+    let listings = futures::future::join_all(healthy.iter().map(|cs| {
+        let node = node.clone();
+        let cs = cs.clone();
+        async move {
+            let r = match node.chunk_client(&cs.grpc_addr) {
+                Ok(c) => tokio::time::timeout(Duration::from_secs(10), c.list())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok()),
+                Err(_) => None,
+            };
+            (cs, r)
+        }
+    }))
+    .await;
+    let mut held: Vec<(ChunkserverRecord, HashSet<ChunkId>)> = Vec::new();
+    for (cs, r) in listings {
+        match r {
+            Some(ids) => held.push((cs, ids.into_iter().collect())),
+            None => node.registry.report_failure(&cs.node_id),
+        }
+    }
+    if held.is_empty() {
+        return Ok(());
+    }
+
+    let window = node
+        .config
+        .discovery_interval
+        .max(node.config.gossip_interval)
+        * 3
+        + Duration::from_secs(2);
+    let mut alive = node.peers.alive(window);
+    alive.push(node.id.clone());
+
+    // Plan copies for the chunks this controller is responsible for.
+    let mut missing_total = 0u64;
+    let mut lost = 0u64;
+    let mut tasks: Vec<(
+        usize,
+        ChunkId,
+        u64,
+        ChunkserverRecord,
+        Vec<ChunkserverRecord>,
+    )> = Vec::new();
+    let mut location_adds: Vec<(ChunkId, NodeId)> = Vec::new();
+    let mut location_drops: Vec<(ChunkId, NodeId)> = Vec::new();
+    for (chunk, size) in &live {
+        let holders: Vec<ChunkserverRecord> = held
+            .iter()
+            .filter(|(_, h)| h.contains(chunk))
+            .map(|(c, _)| c.clone())
+            .collect();
+        let lacking: Vec<ChunkserverRecord> = held
+            .iter()
+            .filter(|(_, h)| !h.contains(chunk))
+            .map(|(c, _)| c.clone())
+            .collect();
+        missing_total += lacking.len() as u64;
+        if !responsible(&node.id, &alive, chunk) {
+            continue;
+        }
+        let rec = recorded.get(chunk);
+        for h in &holders {
+            if !rec.is_some_and(|r| r.contains(&h.node_id)) {
+                location_adds.push((*chunk, h.node_id.clone()));
+            }
+        }
+        for l in &lacking {
+            if rec.is_some_and(|r| r.contains(&l.node_id)) {
+                location_drops.push((*chunk, l.node_id.clone()));
+            }
+        }
+        if holders.is_empty() {
+            if !lacking.is_empty() {
+                lost += 1;
+                tracing::error!(chunk = %chunk, "no healthy chunkserver holds this live chunk; it cannot be repaired now");
+            }
+            continue;
+        }
+        for target in lacking {
+            tasks.push((holders.len(), *chunk, *size, target, holders.clone()));
+        }
+    }
+    tasks.sort_by_key(|t| t.0);
+    let now = Instant::now();
+    tasks.retain(|(_, c, _, t, _)| {
+        state
+            .backoff
+            .get(&(*c, t.node_id.clone()))
+            .is_none_or(|(_, next)| *next <= now)
+    });
+
+    // Copy, fewest copies first, throttled.
+    let permits = Arc::new(Semaphore::new(node.config.repair_concurrency as usize));
+    let started = Instant::now();
+    let mut bytes_started = 0u64;
+    let mut handles = Vec::new();
+    for (_, chunk, size, target, holders) in tasks {
+        if shutdown.is_cancelled() {
+            break;
+        }
+        let rate = node.config.repair_rate;
+        if rate > 0 {
+            let due = Duration::from_secs_f64(bytes_started as f64 / rate as f64);
+            let ahead = due.saturating_sub(started.elapsed());
+            if !ahead.is_zero() {
+                tokio::time::sleep(ahead).await;
+            }
+        }
+        bytes_started += size;
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let node = node.clone();
+        handles.push(tokio::spawn(async move {
+            let _permit = permit;
+            let source = &holders[rand::random::<u64>() as usize % holders.len()];
+            let r = match node.chunk_client(&target.grpc_addr) {
+                Ok(c) => match tokio::time::timeout(
+                    Duration::from_secs(30),
+                    c.replicate_from(chunk, &source.grpc_addr),
+                )
+                .await
+                {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out".to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            (chunk, target.node_id, r)
+        }));
+    }
+    let mut copied = 0u64;
+    for h in handles {
+        let Ok((chunk, target, r)) = h.await else {
+            continue;
+        };
+        match r {
+            Ok(bytes) => {
+                copied += 1;
+                node.metrics.repair_copies.inc();
+                node.metrics.repair_bytes.add(bytes);
+                state.backoff.remove(&(chunk, target.clone()));
+                location_adds.push((chunk, target));
+            }
+            Err(e) => {
+                node.metrics.repair_failures.inc();
+                let entry = state
+                    .backoff
+                    .entry((chunk, target.clone()))
+                    .or_insert((0, Instant::now()));
+                entry.0 += 1;
+                let wait =
+                    Duration::from_millis(250 << entry.0.min(8)).min(Duration::from_secs(60));
+                entry.1 = Instant::now() + wait;
+                tracing::warn!(chunk = %chunk, target = %target, retry_in = ?wait, "repair copy failed: {e}");
+            }
+        }
+    }
+    state
+        .backoff
+        .retain(|_, (attempts, next)| *attempts < 32 && next.elapsed() < Duration::from_secs(600));
+
+    // Collect chunks no live file references.
+    let collected = collect_garbage(
+        node,
+        state,
+        &held,
+        &live,
+        &alive,
+        &recorded,
+        &mut location_drops,
+    )
+    .await?;
+
+    // Record what was seen and done.
+    if !location_adds.is_empty() || !location_drops.is_empty() {
+        let written = node
+            .db
+            .call(move |s| db::reconcile_locations(s, &location_adds, &location_drops))
+            .await?;
+        node.publish(written, None);
+    }
+    let mut report = node.repair_state.lock().unwrap_or_else(|e| e.into_inner());
+    report.missing_copies = missing_total;
+    report.missing_copies_seen += missing_total;
+    report.lost_chunks = lost;
+    report.copied = copied;
+    report.collected = collected;
+    report.passes += 1;
+    if copied > 0 || collected > 0 {
+        tracing::info!(copied, collected, missing = missing_total, "repair pass");
+    }
+    Ok(())
+}
+
+/// Deletes chunks that are unreferenced, past the grace period, not in an upload
+/// here, and that every known controller has had the chance to reference.
+async fn collect_garbage(
+    node: &Arc<Node>,
+    state: &mut WorkerState,
+    held: &[(ChunkserverRecord, HashSet<ChunkId>)],
+    live: &HashMap<ChunkId, u64>,
+    alive: &[NodeId],
+    recorded: &HashMap<ChunkId, Vec<NodeId>>,
+    location_drops: &mut Vec<(ChunkId, NodeId)>,
+) -> Result<u64> {
+    let mut unreferenced: HashSet<ChunkId> = HashSet::new();
+    for (_, h) in held {
+        for c in h {
+            if !live.contains_key(c) && !node.is_in_flight(c) && responsible(&node.id, alive, c) {
+                unreferenced.insert(*c);
+            }
+        }
+    }
+    let now = Instant::now();
+    let wall = redcloud_common::now_ms();
+    state
+        .unreferenced_since
+        .retain(|c, _| unreferenced.contains(c));
+    for c in &unreferenced {
+        state.unreferenced_since.entry(*c).or_insert((now, wall));
+    }
+    let grace = node.config.chunk_gc_grace;
+    let candidates: Vec<(ChunkId, u64)> = state
+        .unreferenced_since
+        .iter()
+        .filter(|(_, (t, _))| now.duration_since(*t) >= grace)
+        .map(|(c, (_, w))| (*c, *w))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(0);
+    }
+    // Every known controller must have exchanged state with us after the chunk was
+    // first seen unreferenced, and we must hold everything they had then.
+    let oldest = candidates.iter().map(|(_, w)| *w).min().unwrap_or(wall);
+    let safe = node
+        .db
+        .call(move |s| db::peers_synced_since(s, oldest))
+        .await?;
+    if !safe {
+        return Ok(0);
+    }
+    let mut collected = 0;
+    for (chunk, _) in candidates {
+        let mut all_ok = true;
+        for (cs, h) in held {
+            if !h.contains(&chunk) {
+                continue;
+            }
+            let r = match node.chunk_client(&cs.grpc_addr) {
+                Ok(c) => c.delete(chunk).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match r {
+                Ok(_) => location_drops.push((chunk, cs.node_id.clone())),
+                Err(e) => {
+                    all_ok = false;
+                    tracing::warn!(chunk = %chunk, node = %cs.node_id, "cannot delete unreferenced chunk: {e}");
+                }
+            }
+        }
+        for n in recorded.get(&chunk).into_iter().flatten() {
+            location_drops.push((chunk, n.clone()));
+        }
+        if all_ok {
+            collected += 1;
+            node.metrics.chunks_collected.inc();
+            state.unreferenced_since.remove(&chunk);
+        }
+    }
+    location_drops.sort();
+    location_drops.dedup();
+    Ok(collected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_one_controller_is_responsible_for_each_chunk() {
+        let nodes: Vec<NodeId> = ["a", "b", "c"]
+            .iter()
+            .map(|s| NodeId::new(*s).unwrap())
+            .collect();
+        let mut per_node = [0usize; 3];
+        for i in 0..300u32 {
+            let chunk = ChunkId::of(&i.to_le_bytes());
+            let owners: Vec<usize> = (0..3)
+                .filter(|&k| responsible(&nodes[k], &nodes, &chunk))
+                .collect();
+            assert_eq!(owners.len(), 1, "chunk {i}");
+            per_node[owners[0]] += 1;
+        }
+        assert!(
+            per_node.iter().all(|&n| n > 60),
+            "work is spread: {per_node:?}"
+        );
+        // Alone, a controller is responsible for everything.
+        assert!(responsible(&nodes[0], &nodes[..1], &ChunkId::of(b"x")));
+    }
+}
