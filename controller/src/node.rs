@@ -116,6 +116,12 @@ impl Node {
 
     /// A client for the chunkserver at `addr` (connections are reused).
     pub fn chunk_client(&self, addr: &str) -> Result<ChunkClient, ChunkCallError> {
+        if self.net.filter.is_cut(addr) {
+            return Err(ChunkCallError::Unreachable {
+                addr: addr.to_string(),
+                reason: "link cut by the test network filter".into(),
+            });
+        }
         let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());

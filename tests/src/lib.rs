@@ -62,12 +62,26 @@ pub struct NodeHandle {
     kill: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     controller: Option<Arc<redcloud_controller::node::Node>>,
+    chunkserver: Option<Arc<redcloud_chunkserver::node::Node>>,
+    /// Chunkservers: the scrub interval they start with.
+    scrub_interval: Duration,
+}
+
+/// A started node's shared state, handed back to the test thread.
+enum Started {
+    Controller(Arc<redcloud_controller::node::Node>),
+    Chunkserver(Arc<redcloud_chunkserver::node::Node>),
 }
 
 impl NodeHandle {
     /// The running controller's shared state (its network filter, database, clock).
     pub fn controller(&self) -> &Arc<redcloud_controller::node::Node> {
         self.controller.as_ref().expect("a running controller")
+    }
+
+    /// The running chunkserver's shared state (its store, metrics, test hooks).
+    pub fn chunkserver(&self) -> &Arc<redcloud_chunkserver::node::Node> {
+        self.chunkserver.as_ref().expect("a running chunkserver")
     }
 
     /// Changes the configuration a controller gets at its next start.
@@ -88,6 +102,7 @@ impl NodeHandle {
             let _ = t.join();
         }
         self.controller = None;
+        self.chunkserver = None;
     }
 
     /// Stops the node gracefully (SIGTERM behaviour): drains, then returns.
@@ -98,6 +113,7 @@ impl NodeHandle {
         }
         self.kill = None;
         self.controller = None;
+        self.chunkserver = None;
     }
 
     /// (Re)starts the node on its address and data directory.
@@ -105,13 +121,14 @@ impl NodeHandle {
         assert!(self.thread.is_none(), "node already running");
         let shutdown = CancellationToken::new();
         let (kill_tx, kill_rx) = tokio::sync::oneshot::channel::<()>();
-        type Ready = Result<Option<Arc<redcloud_controller::node::Node>>, String>;
+        type Ready = Result<Started, String>;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Ready>();
         let role = self.role;
         let data_dir = self.data_dir.clone();
         let (grpc, http) = (self.grpc_addr, self.http_addr);
         let controllers = self.controllers_http.clone();
         let ctl_config = self.controller_config.clone();
+        let scrub_interval = self.scrub_interval;
         let sd = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{role:?}-{}", grpc.port()))
@@ -131,7 +148,7 @@ impl NodeHandle {
                             return;
                         }
                     };
-                    let mut handle = None;
+                    let handle;
                     let waiter: std::pin::Pin<Box<dyn Future<Output = ()> + Send>> = match role {
                         Role::Controller => {
                             let mut cfg = ctl_config.expect("controller config");
@@ -139,7 +156,7 @@ impl NodeHandle {
                             let listeners = redcloud_controller::Listeners { grpc: g, http: h };
                             match redcloud_controller::start(cfg, listeners, sd).await {
                                 Ok(r) => {
-                                    handle = Some(r.node.clone());
+                                    handle = Started::Controller(r.node.clone());
                                     Box::pin(r.wait())
                                 }
                                 Err(e) => {
@@ -149,10 +166,15 @@ impl NodeHandle {
                             }
                         }
                         Role::Chunkserver => {
-                            let cfg = redcloud_chunkserver::Config::for_test(data_dir, controllers);
+                            let mut cfg =
+                                redcloud_chunkserver::Config::for_test(data_dir, controllers);
+                            cfg.scrub_interval = scrub_interval;
                             let listeners = redcloud_chunkserver::Listeners { grpc: g, http: h };
                             match redcloud_chunkserver::start(cfg, listeners, sd).await {
-                                Ok(r) => Box::pin(r.wait()),
+                                Ok(r) => {
+                                    handle = Started::Chunkserver(r.node.clone());
+                                    Box::pin(r.wait())
+                                }
                                 Err(e) => {
                                     let _ = ready.send(Err(e.to_string()));
                                     return;
@@ -171,7 +193,8 @@ impl NodeHandle {
             })
             .expect("spawn node thread");
         match ready_rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(handle)) => self.controller = handle,
+            Ok(Ok(Started::Controller(n))) => self.controller = Some(n),
+            Ok(Ok(Started::Chunkserver(n))) => self.chunkserver = Some(n),
             Ok(Err(e)) => panic!("{role:?} failed to start: {e}"),
             Err(e) => panic!("{role:?} did not start: {e}"),
         }
@@ -217,6 +240,8 @@ pub struct ClusterSpec {
     pub chunk_size: u64,
     /// Adjusts controller `i`'s configuration before it first starts.
     pub tweak: Option<fn(usize, &mut redcloud_controller::Config)>,
+    /// How often chunkservers start a scrub pass.
+    pub scrub_interval: Duration,
 }
 
 impl Default for ClusterSpec {
@@ -227,6 +252,7 @@ impl Default for ClusterSpec {
             min_chunk_replicas: 2,
             chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
             tweak: None,
+            scrub_interval: Duration::from_secs(3600),
         }
     }
 }
@@ -277,6 +303,8 @@ impl TestCluster {
                 kill: None,
                 thread: None,
                 controller: None,
+                chunkserver: None,
+                scrub_interval: spec.scrub_interval,
             });
         }
         let controllers_http: Vec<String> = controllers
@@ -296,6 +324,8 @@ impl TestCluster {
                 kill: None,
                 thread: None,
                 controller: None,
+                chunkserver: None,
+                scrub_interval: spec.scrub_interval,
             });
         }
         for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
@@ -363,10 +393,88 @@ impl TestCluster {
             kill: None,
             thread: None,
             controller: None,
+            chunkserver: None,
+            scrub_interval: Duration::from_secs(3600),
         };
         node.start();
         self.controllers.push(node);
         i
+    }
+
+    /// Starts one more (empty) chunkserver reporting to every controller; returns its index.
+    pub fn add_chunkserver(&mut self) -> usize {
+        let i = self.chunkservers.len();
+        let mut node = NodeHandle {
+            role: Role::Chunkserver,
+            data_dir: self._dir.path().join(format!("chunkserver-{i}")),
+            grpc_addr: free_addr(),
+            http_addr: free_addr(),
+            controllers_http: self
+                .controllers
+                .iter()
+                .map(|c| c.http_addr.to_string())
+                .collect(),
+            controller_config: None,
+            shutdown: CancellationToken::new(),
+            kill: None,
+            thread: None,
+            controller: None,
+            chunkserver: None,
+            scrub_interval: Duration::from_secs(3600),
+        };
+        node.start();
+        self.chunkservers.push(node);
+        i
+    }
+
+    /// Cuts chunkserver `i` off from every controller (its heartbeats stop and
+    /// controllers cannot call it), or reconnects it.
+    pub fn isolate_chunkserver(&self, i: usize, isolated: bool) {
+        use redcloud_controller::replication::net::Fault;
+        let cs = &self.chunkservers[i];
+        cs.chunkserver()
+            .heartbeats_paused
+            .store(isolated, std::sync::atomic::Ordering::Relaxed);
+        let addr = cs.grpc_addr.to_string();
+        for c in &self.controllers {
+            if let Some(n) = &c.controller {
+                if isolated {
+                    n.net.filter.set(&addr, Fault::Cut);
+                } else {
+                    n.net.filter.clear(&addr);
+                }
+            }
+        }
+    }
+
+    /// Every chunk referenced by a live file version, per controller 0.
+    pub async fn live_chunks(&self) -> std::collections::BTreeSet<ChunkId> {
+        let node = self.controllers[0].controller().clone();
+        node.db
+            .call(|s| redcloud_controller::db::live_chunks(&s.conn))
+            .await
+            .expect("live chunks")
+            .into_keys()
+            .collect()
+    }
+
+    /// Waits until chunkserver `i` holds every live chunk.
+    pub async fn wait_holds_all(&self, i: usize, deadline: Duration) {
+        let wanted = self.live_chunks().await;
+        assert!(!wanted.is_empty(), "no live chunks to wait for");
+        wait_until(
+            &format!("chunkserver {i} holds all {} live chunks", wanted.len()),
+            deadline,
+            || {
+                let wanted = &wanted;
+                async move {
+                    let held: std::collections::BTreeSet<ChunkId> =
+                        self.chunks_on_disk(i).into_iter().collect();
+                    wanted.is_subset(&held)
+                }
+            },
+        )
+        .await;
     }
 
     /// A client connected to controller `i` only.

@@ -41,6 +41,11 @@ impl NetFilter {
         self.lock().clear();
     }
 
+    /// Whether messages to `dest` are cut.
+    pub fn is_cut(&self, dest: &str) -> bool {
+        matches!(self.get(dest), Some(Fault::Cut))
+    }
+
     fn get(&self, dest: &str) -> Option<Fault> {
         self.lock().get(dest).copied()
     }

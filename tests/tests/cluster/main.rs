@@ -8,3 +8,4 @@ mod t30_corruption;
 mod t40_malformed;
 mod t50_replication;
 mod t55_tombstone_gc;
+mod t60_repair;

@@ -1,0 +1,181 @@
+//! Chunks heal themselves: new and returning chunkservers are filled, corruption
+//! found by scrub is repaired while downloads stay byte-identical, deleted files'
+//! chunks are freed everywhere, and an isolated chunkserver catches up.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redcloud_common::ChunkId;
+use redcloud_tests::{ClusterSpec, TestCluster, corpus, wait_until};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+async fn upload_books(cluster: &TestCluster, n: usize) -> Vec<corpus::Book> {
+    let mut client = cluster.client().await;
+    let books: Vec<_> = corpus::catalog().into_iter().take(n).collect();
+    for b in &books {
+        client
+            .upload_file(&b.path(), &b.file, false, |_| {})
+            .await
+            .expect("upload");
+    }
+    books
+}
+
+async fn check_downloads(cluster: &TestCluster, books: &[corpus::Book]) {
+    let mut client = cluster.client().await;
+    for b in books {
+        let (_, data) = client
+            .download_bytes(&b.file, None)
+            .await
+            .unwrap_or_else(|e| panic!("download {}: {e}", b.file));
+        assert_eq!(
+            hex::encode(redcloud_common::hash::sha256(&data)),
+            b.sha256,
+            "{}",
+            b.file
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_empty_chunkserver_receives_every_chunk() {
+    let mut cluster = TestCluster::start().await;
+    let books = upload_books(&cluster, 20).await;
+    let new = cluster.add_chunkserver();
+    cluster.wait_healthy_chunkservers(0, 4).await;
+    cluster.wait_holds_all(new, DEADLINE).await;
+    // It serves them: with the others gone, every book still downloads.
+    for i in 0..3 {
+        cluster.chunkservers[i].kill();
+    }
+    check_downloads(&cluster, &books).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunkserver_down_during_uploads_catches_up_when_it_returns() {
+    let mut cluster = TestCluster::start().await;
+    upload_books(&cluster, 3).await;
+    cluster.chunkservers[2].kill();
+    let books = upload_books(&cluster, 15).await;
+    cluster.chunkservers[2].start();
+    cluster.wait_holds_all(2, DEADLINE).await;
+    let status = cluster
+        .client()
+        .await
+        .cluster_status()
+        .await
+        .expect("status");
+    assert_eq!(status.chunkservers_answered, 3);
+    wait_until("the repair backlog is empty", DEADLINE, || {
+        let node = cluster.controllers[0].controller().clone();
+        async move { node.repair_report().missing_copies == 0 && node.repair_report().passes > 0 }
+    })
+    .await;
+    cluster.chunkservers[0].kill();
+    cluster.chunkservers[1].kill();
+    check_downloads(&cluster, &books).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrub_finds_a_flipped_byte_and_repair_restores_it() {
+    let cluster = TestCluster::with(ClusterSpec {
+        scrub_interval: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let books = upload_books(&cluster, 6).await;
+    let victim: ChunkId = *cluster.live_chunks().await.iter().next().expect("a chunk");
+    cluster.wait_holds_all(0, DEADLINE).await;
+    let path = cluster.chunk_path(0, &victim);
+    let original = std::fs::read(&path).expect("read chunk");
+    let mut bytes = original.clone();
+    bytes[original.len() / 3] ^= 0x04;
+    std::fs::write(&path, &bytes).expect("corrupt chunk");
+
+    let cs0 = cluster.chunkservers[0].chunkserver().clone();
+    let mut downloads = 0;
+    wait_until(
+        "scrub finds the corrupt copy and repair restores it",
+        DEADLINE,
+        || {
+            let cs0 = cs0.clone();
+            let (path, original) = (path.clone(), original.clone());
+            let cluster = &cluster;
+            let books = &books;
+            downloads += 1;
+            async move {
+                // Downloads stay byte-identical throughout.
+                check_downloads(cluster, &books[..2]).await;
+                cs0.metrics.scrub_corrupt.get() >= 1
+                    && std::fs::read(&path).is_ok_and(|b| b == original)
+            }
+        },
+    )
+    .await;
+    assert!(downloads > 0);
+    check_downloads(&cluster, &books).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_every_file_frees_every_chunk_everywhere() {
+    let cluster = TestCluster::with(ClusterSpec {
+        tweak: Some(|_, cfg| cfg.chunk_gc_grace = Duration::ZERO),
+        ..Default::default()
+    })
+    .await;
+    let books = upload_books(&cluster, 10).await;
+    for i in 0..3 {
+        cluster.wait_holds_all(i, DEADLINE).await;
+    }
+    let mut client = cluster.client().await;
+    // A second version keeps its own chunks alive until it too is deleted.
+    client
+        .upload_bytes(
+            bytes::Bytes::from_static(b"a newer edition"),
+            &books[0].file,
+            false,
+        )
+        .await
+        .expect("second version");
+    for b in &books {
+        client.delete(&b.file).await.expect("delete");
+    }
+    for i in 0..3 {
+        let cluster = &cluster;
+        wait_until(
+            &format!("chunkserver {i} holds no chunk"),
+            DEADLINE,
+            || async move { cluster.chunks_on_disk(i).is_empty() },
+        )
+        .await;
+    }
+    assert!(cluster.live_chunks().await.is_empty());
+    let collected = cluster.controllers[0]
+        .controller()
+        .metrics
+        .chunks_collected
+        .get();
+    assert!(collected as usize >= books.len(), "collected {collected}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_chunkserver_is_filled_when_the_partition_heals() {
+    let mut cluster = TestCluster::start().await;
+    upload_books(&cluster, 2).await;
+    cluster.isolate_chunkserver(1, true);
+    cluster.wait_healthy_chunkservers(0, 2).await;
+    let books = upload_books(&cluster, 12).await;
+    let before: BTreeSet<ChunkId> = cluster.chunks_on_disk(1).into_iter().collect();
+    let live = cluster.live_chunks().await;
+    assert!(
+        !live.is_subset(&before),
+        "the isolated chunkserver missed uploads"
+    );
+    cluster.isolate_chunkserver(1, false);
+    cluster.wait_healthy_chunkservers(0, 3).await;
+    cluster.wait_holds_all(1, DEADLINE).await;
+    cluster.chunkservers[0].kill();
+    cluster.chunkservers[2].kill();
+    check_downloads(&cluster, &books).await;
+}
