@@ -228,6 +228,10 @@ async fn pass(
                 },
                 Err(e) => Err(e.to_string()),
             };
+            if let Ok(bytes) = &r {
+                node.metrics.repair_copies.inc();
+                node.metrics.repair_bytes.add(*bytes);
+            }
             (chunk, target.node_id, r)
         }));
     }
@@ -237,10 +241,8 @@ async fn pass(
             continue;
         };
         match r {
-            Ok(bytes) => {
+            Ok(_) => {
                 copied += 1;
-                node.metrics.repair_copies.inc();
-                node.metrics.repair_bytes.add(bytes);
                 state.backoff.remove(&(chunk, target.clone()));
                 location_adds.push((chunk, target));
             }
