@@ -179,3 +179,54 @@ async fn an_isolated_chunkserver_is_filled_when_the_partition_heals() {
     cluster.chunkservers[2].kill();
     check_downloads(&cluster, &books).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_status_says_when_its_answer_is_partial() {
+    let mut cluster = TestCluster::with(ClusterSpec {
+        controllers: 2,
+        ..Default::default()
+    })
+    .await;
+    upload_books(&cluster, 2).await;
+    cluster.wait_converged(&[0, 1], DEADLINE).await;
+    let full = cluster
+        .client()
+        .await
+        .cluster_status()
+        .await
+        .expect("status");
+    assert_eq!(
+        (full.controllers_answered, full.chunkservers_answered),
+        (2, 3)
+    );
+    assert!(
+        full.chunkservers
+            .iter()
+            .all(|c| c.answered && c.chunk_count > 0)
+    );
+
+    cluster.chunkservers[2].kill();
+    cluster.controllers[1].kill();
+    let partial = cluster
+        .client()
+        .await
+        .cluster_status()
+        .await
+        .expect("status");
+    assert_eq!(partial.controllers.len(), 2);
+    assert_eq!(
+        partial.controllers_answered, 1,
+        "the killed controller is reported down"
+    );
+    assert_eq!(partial.chunkservers.len(), 3);
+    assert_eq!(
+        partial.chunkservers_answered, 2,
+        "the killed chunkserver is reported down"
+    );
+    let down = partial
+        .controllers
+        .iter()
+        .find(|c| !c.is_self)
+        .expect("other controller");
+    assert!(!down.reachable);
+}
