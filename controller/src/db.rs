@@ -67,6 +67,7 @@ const MIGRATIONS: &[&str] = &[
         node_id TEXT PRIMARY KEY,
         grpc_addr TEXT NOT NULL,
         http_addr TEXT NOT NULL,
+        healthy INTEGER NOT NULL DEFAULT 1,
         vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL, seq INTEGER NOT NULL,
         deleted INTEGER NOT NULL DEFAULT 0
     );
@@ -709,14 +710,20 @@ pub fn delete_name(store: &mut Store, owner: &str, name: &str) -> Result<(u32, V
     Ok((live.len() as u32, recs))
 }
 
-/// Records (or updates the addresses of) a chunkserver, if anything changed.
-pub fn upsert_chunkserver(store: &mut Store, cs: &ChunkserverRecord) -> Result<Vec<Record>> {
+/// Records a chunkserver's addresses and health as this controller judges it, if
+/// anything changed.
+pub fn upsert_chunkserver(
+    store: &mut Store,
+    cs: &ChunkserverRecord,
+    healthy: bool,
+) -> Result<Vec<Record>> {
     upsert_node(
         store,
         cs.node_id.as_str(),
         Body::Chunkserver {
             grpc_addr: cs.grpc_addr.clone(),
             http_addr: cs.http_addr.clone(),
+            healthy,
         },
     )
 }
@@ -752,17 +759,21 @@ fn upsert_node(store: &mut Store, key: &str, body: Body) -> Result<Vec<Record>> 
     }])
 }
 
-/// Every registered chunkserver.
-pub fn chunkservers(conn: &Connection) -> Result<Vec<ChunkserverRecord>> {
-    let mut st = conn
-        .prepare("SELECT node_id, grpc_addr, http_addr FROM chunkserver_nodes WHERE deleted = 0")?;
+/// Every registered chunkserver, with its health as last gossiped.
+pub fn chunkservers(conn: &Connection) -> Result<Vec<(ChunkserverRecord, bool)>> {
+    let mut st = conn.prepare(
+        "SELECT node_id, grpc_addr, http_addr, healthy FROM chunkserver_nodes WHERE deleted = 0",
+    )?;
     let rows = st.query_map([], |r| {
         let id: String = r.get(0)?;
-        Ok(ChunkserverRecord {
-            node_id: NodeId::new(id).map_err(|e| bad_row("node_id", e))?,
-            grpc_addr: r.get(1)?,
-            http_addr: r.get(2)?,
-        })
+        Ok((
+            ChunkserverRecord {
+                node_id: NodeId::new(id).map_err(|e| bad_row("node_id", e))?,
+                grpc_addr: r.get(1)?,
+                http_addr: r.get(2)?,
+            },
+            r.get::<_, i64>(3)? != 0,
+        ))
     })?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }

@@ -7,7 +7,6 @@ use hyper::{Method, StatusCode};
 use redcloud_common::http::{HttpRequest, HttpResponse};
 use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 
-use crate::db;
 use crate::node::Node;
 use crate::replication::{
     DELTA_LIMIT, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
@@ -58,17 +57,8 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     if outcome.wake_repair {
         node.repair_wakeup.notify_one();
     }
-    if let Some(record) = outcome.persist {
-        match node
-            .db
-            .call(move |s| db::upsert_chunkserver(s, &record))
-            .await
-        {
-            Ok(written) => node.publish(written, None),
-            Err(e) => {
-                return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
-            }
-        }
+    if let Err(e) = crate::health::record_changes(&node, outcome.persist).await {
+        return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     let mut controllers: Vec<String> = node.peers.all().into_iter().map(|p| p.http_addr).collect();
     controllers.push(node.http_addr.clone());

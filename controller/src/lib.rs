@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod download;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod model;
 pub mod node;

@@ -150,15 +150,19 @@ impl Node {
                     Body::Chunkserver {
                         grpc_addr,
                         http_addr,
+                        healthy,
                     },
                     false,
                 ) => {
                     if let Ok(id) = NodeId::new(r.key.clone()) {
-                        chunkservers.push(crate::model::ChunkserverRecord {
-                            node_id: id,
-                            grpc_addr: grpc_addr.clone(),
-                            http_addr: http_addr.clone(),
-                        });
+                        chunkservers.push((
+                            crate::model::ChunkserverRecord {
+                                node_id: id,
+                                grpc_addr: grpc_addr.clone(),
+                                http_addr: http_addr.clone(),
+                            },
+                            *healthy,
+                        ));
                     }
                 }
                 _ if r.table() == Table::ControllerNodes => controllers = true,

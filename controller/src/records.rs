@@ -108,9 +108,12 @@ pub enum Body {
     Chunks(Vec<(ChunkId, u64)>),
     /// Key `chunk/node`: that chunkserver holds that chunk (a tombstone: no longer).
     ChunkLocation,
+    /// A chunkserver, with its health as last judged by the controller that wrote
+    /// this version (health transitions spread by gossip like any other write).
     Chunkserver {
         grpc_addr: String,
         http_addr: String,
+        healthy: bool,
     },
     Controller {
         grpc_addr: String,
@@ -210,7 +213,8 @@ pub fn load(conn: &Connection, table: Table, key: &str) -> rusqlite::Result<Opti
         Table::Users => "username, password_hash, created_at_ms",
         Table::Files => "owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms",
         Table::Chunks => "list",
-        Table::ChunkserverNodes | Table::ControllerNodes => "grpc_addr, http_addr",
+        Table::ChunkserverNodes => "grpc_addr, http_addr, healthy",
+        Table::ControllerNodes => "grpc_addr, http_addr",
         Table::ChunkLocations | Table::Deletions => "NULL",
     };
     let ncols = cols.split(',').count();
@@ -245,6 +249,7 @@ pub fn load(conn: &Connection, table: Table, key: &str) -> rusqlite::Result<Opti
             Table::ChunkserverNodes => Body::Chunkserver {
                 grpc_addr: r.get(0)?,
                 http_addr: r.get(1)?,
+                healthy: r.get::<_, i64>(2)? != 0,
             },
             Table::ControllerNodes => Body::Controller {
                 grpc_addr: r.get(0)?,
@@ -316,12 +321,16 @@ pub fn upsert(conn: &Connection, rec: &Record) -> rusqlite::Result<()> {
                 "INSERT OR REPLACE INTO chunk_locations (chunk_id, node_id, {META_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             ))?
             .execute(params![a, b, vc, hlc, origin, seq, del])?,
-        Body::Chunkserver { grpc_addr, http_addr } => conn
+        Body::Chunkserver {
+            grpc_addr,
+            http_addr,
+            healthy,
+        } => conn
             .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO chunkserver_nodes (node_id, grpc_addr, http_addr, {META_COLS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT OR REPLACE INTO chunkserver_nodes (node_id, grpc_addr, http_addr, healthy, {META_COLS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ))?
-            .execute(params![a, grpc_addr, http_addr, vc, hlc, origin, seq, del])?,
+            .execute(params![a, grpc_addr, http_addr, *healthy as i64, vc, hlc, origin, seq, del])?,
         Body::Controller { grpc_addr, http_addr } => conn
             .prepare_cached(&format!(
                 "INSERT OR REPLACE INTO controller_nodes (node_id, grpc_addr, http_addr, {META_COLS})

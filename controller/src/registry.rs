@@ -24,6 +24,10 @@ struct Entry {
     used_bytes: u64,
     chunk_count: u64,
     corrupt_found: u64,
+    /// Health as last gossiped by whichever controller judged it.
+    gossiped_healthy: bool,
+    /// Health this controller last wrote (from its own heartbeats).
+    reported: Option<bool>,
 }
 
 /// What a heartbeat changed.
@@ -67,11 +71,14 @@ impl Registry {
     }
 
     /// Adds chunkservers known from the database (not healthy until they report).
-    pub fn load(&self, records: Vec<ChunkserverRecord>) {
+    /// Adds chunkservers known from the database or gossip, with their health as
+    /// last gossiped. Until this controller hears a heartbeat from one, the gossiped
+    /// health stands in for its own judgement; its own heartbeats then take over.
+    pub fn load(&self, records: Vec<(ChunkserverRecord, bool)>) {
         let mut m = self.lock();
-        for record in records {
-            m.entry(record.node_id.clone()).or_insert(Entry {
-                record,
+        for (record, healthy) in records {
+            let e = m.entry(record.node_id.clone()).or_insert(Entry {
+                record: record.clone(),
                 last_heartbeat: None,
                 suspect_since: None,
                 capacity_bytes: 0,
@@ -79,8 +86,34 @@ impl Registry {
                 used_bytes: 0,
                 chunk_count: 0,
                 corrupt_found: 0,
+                gossiped_healthy: healthy,
+                reported: None,
             });
+            e.gossiped_healthy = healthy;
+            if e.last_heartbeat.is_none() {
+                e.record = record;
+            }
         }
+    }
+
+    /// Health changes this controller observed since the last call (a chunkserver
+    /// whose heartbeats stopped past the timeout, or that came back), to be written
+    /// as replicated records so every controller learns them.
+    pub fn transitions(&self) -> Vec<(ChunkserverRecord, bool)> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for e in self.lock().values_mut() {
+            let Some(t) = e.last_heartbeat else { continue };
+            let healthy = now.duration_since(t) < self.timeout;
+            if e.reported != Some(healthy) {
+                if !healthy {
+                    tracing::warn!(node = %e.record.node_id, "chunkserver failed: no heartbeat within the timeout");
+                }
+                e.reported = Some(healthy);
+                out.push((e.record.clone(), healthy));
+            }
+        }
+        out
     }
 
     /// Takes a heartbeat. Returns the record if it is new or its addresses changed
@@ -101,6 +134,8 @@ impl Registry {
             used_bytes: 0,
             chunk_count: 0,
             corrupt_found: 0,
+            gossiped_healthy: true,
+            reported: None,
         });
         let changed = e.last_heartbeat.is_none() || e.record != record;
         let returned = !e.healthy_at(Instant::now(), self.timeout);
@@ -178,10 +213,11 @@ impl Registry {
 
 impl Entry {
     fn healthy_at(&self, now: Instant, timeout: Duration) -> bool {
-        match self.last_heartbeat {
-            Some(t) => now.duration_since(t) < timeout && self.suspect_since.is_none(),
-            None => false,
-        }
+        let alive = match self.last_heartbeat {
+            Some(t) => now.duration_since(t) < timeout,
+            None => self.gossiped_healthy,
+        };
+        alive && self.suspect_since.is_none()
     }
 }
 

@@ -168,6 +168,7 @@ pub async fn start(
         shutdown.clone(),
     ));
     tasks.spawn(crate::repair::run(node.clone(), shutdown.clone()));
+    tasks.spawn(crate::health::run(node.clone(), shutdown.clone()));
     tasks.spawn(crate::replication::tombstone_gc::run(
         node.clone(),
         shutdown.clone(),

@@ -230,3 +230,49 @@ async fn cluster_status_says_when_its_answer_is_partial() {
         .expect("other controller");
     assert!(!down.reachable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunkserver_health_changes_spread_to_every_controller() {
+    let mut cluster = TestCluster::with(ClusterSpec {
+        controllers: 3,
+        ..Default::default()
+    })
+    .await;
+    let cs2 =
+        std::fs::read_to_string(cluster.chunkservers[2].data_dir.join("node_id")).expect("node id");
+    let replicated_health = |i: usize| {
+        let node = cluster.controllers[i].controller().clone();
+        let id = cs2.clone();
+        async move {
+            node.db
+                .call(move |s| {
+                    Ok(s.conn.query_row(
+                        "SELECT healthy FROM chunkserver_nodes WHERE node_id = ?1",
+                        [id],
+                        |r| r.get::<_, i64>(0),
+                    )?)
+                })
+                .await
+                .ok()
+        }
+    };
+    cluster.chunkservers[2].kill();
+    for i in 0..3 {
+        wait_until(
+            &format!("controller {i} records the failure"),
+            DEADLINE,
+            || async move { replicated_health(i).await == Some(0) },
+        )
+        .await;
+    }
+    cluster.chunkservers[2].start();
+    for i in 0..3 {
+        wait_until(
+            &format!("controller {i} records the return"),
+            DEADLINE,
+            || async move { replicated_health(i).await == Some(1) },
+        )
+        .await;
+    }
+    cluster.wait_converged(&[0, 1, 2], DEADLINE).await;
+}
