@@ -38,9 +38,31 @@ pub struct Node {
     pub replicating: std::sync::Mutex<std::collections::HashSet<redcloud_common::ChunkId>>,
     /// Test hook: while set, no heartbeats are sent (the node looks partitioned).
     pub heartbeats_paused: std::sync::atomic::AtomicBool,
+    /// Connections to peer chunkservers, reused across copies. `std` mutex: lookups only.
+    pub peers: std::sync::Mutex<
+        std::collections::HashMap<String, redcloud_proto::chunk_client::ChunkClient>,
+    >,
 }
 
 impl Node {
+    /// A client for the peer chunkserver at `addr` (connections are reused).
+    pub fn peer_client(
+        &self,
+        addr: &str,
+    ) -> Result<
+        redcloud_proto::chunk_client::ChunkClient,
+        redcloud_proto::chunk_client::ChunkCallError,
+    > {
+        use redcloud_proto::chunk_client::{self, ChunkClient, Timeouts};
+        let mut m = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = ChunkClient::new(addr, chunk_client::channel(addr, Timeouts::default())?);
+        m.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
     /// (capacity, free) bytes of the file system holding the chunks; zeros if unknown.
     pub fn disk_space(&self) -> (u64, u64) {
         match rustix::fs::statvfs(self.store.root()) {

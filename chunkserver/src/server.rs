@@ -104,6 +104,7 @@ pub async fn start(
         http_addr,
         replicating: Default::default(),
         heartbeats_paused: Default::default(),
+        peers: Default::default(),
     });
     if config.cluster_secret.is_none() {
         tracing::warn!(

@@ -9,7 +9,7 @@ use futures::Stream;
 use redcloud_common::ChunkId;
 use redcloud_common::chunking::MAX_CHUNK_SIZE;
 use redcloud_proto::chunk::{self, chunkserver_server::Chunkserver};
-use redcloud_proto::chunk_client::{self, ChunkClient, PIECE};
+use redcloud_proto::chunk_client::PIECE;
 use redcloud_proto::convert;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -211,9 +211,10 @@ impl Chunkserver for ChunkService {
             )));
         }
         let _release = Release(&self.node, id);
-        let channel = chunk_client::channel(source, chunk_client::Timeouts::default())
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let data = ChunkClient::new(source, channel)
+        let data = self
+            .node
+            .peer_client(source)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
             .get(id)
             .await
             .map_err(|e| Status::unavailable(format!("copy from peer failed: {e}")))?;

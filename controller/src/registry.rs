@@ -138,7 +138,8 @@ impl Registry {
             reported: None,
         });
         let changed = e.last_heartbeat.is_none() || e.record != record;
-        let returned = !e.healthy_at(Instant::now(), self.timeout);
+        // First heartbeat heard here, or back after the timeout.
+        let returned = e.last_heartbeat.is_none() || !e.healthy_at(Instant::now(), self.timeout);
         if returned {
             tracing::info!(node = %hb.node_id, addr = %hb.grpc_addr, "chunkserver is healthy");
         }

@@ -68,7 +68,7 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
 }
 
 /// A client for one chunkserver.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ChunkClient {
     addr: String,
     inner: ChunkserverClient<Channel>,
