@@ -14,4 +14,4 @@ pub mod service;
 pub mod store;
 
 pub use config::Config;
-pub use server::{Listeners, Running, StartError, run, start};
+pub use server::{Listeners, Running, StartError, bind, run, start};

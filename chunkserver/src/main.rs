@@ -1,5 +1,5 @@
 use clap::Parser;
-use redcloud_chunkserver::{Config, Listeners};
+use redcloud_chunkserver::{Config, bind};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -9,7 +9,7 @@ async fn main() -> std::process::ExitCode {
     let shutdown = CancellationToken::new();
     redcloud_common::shutdown::on_signal(shutdown.clone());
     let result = async {
-        let listeners = Listeners::bind(&config).await?;
+        let listeners = bind(&config).await?;
         redcloud_chunkserver::run(config, listeners, shutdown).await
     }
     .await;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use redcloud_common::discovery::advertise_addr;
 use redcloud_proto::MAX_MESSAGE_BYTES;
 use redcloud_proto::chunk::chunkserver_server::ChunkserverServer;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -34,24 +33,13 @@ pub enum StartError {
     Store(#[from] StoreError),
 }
 
-/// The two listening sockets of a chunkserver.
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-}
+pub use redcloud_common::net::Listeners;
 
-impl Listeners {
-    pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        let bind = |addr: String| async move {
-            TcpListener::bind(&addr)
-                .await
-                .map_err(|source| StartError::Bind { addr, source })
-        };
-        Ok(Listeners {
-            grpc: bind(config.grpc_listen.clone()).await?,
-            http: bind(config.http_listen.clone()).await?,
-        })
-    }
+/// Binds the configured gRPC and HTTP addresses.
+pub async fn bind(config: &Config) -> Result<Listeners, StartError> {
+    Listeners::bind(&config.grpc_listen, &config.http_listen)
+        .await
+        .map_err(|(addr, source)| StartError::Bind { addr, source })
 }
 
 /// A started chunkserver.

@@ -21,4 +21,4 @@ pub mod service;
 pub mod upload;
 
 pub use config::Config;
-pub use server::{Listeners, Running, StartError, run, start};
+pub use server::{Listeners, Running, StartError, bind, run, start};

@@ -77,18 +77,9 @@ impl Registry {
     pub fn load(&self, records: Vec<(ChunkserverRecord, bool)>) {
         let mut m = self.lock();
         for (record, healthy) in records {
-            let e = m.entry(record.node_id.clone()).or_insert(Entry {
-                record: record.clone(),
-                last_heartbeat: None,
-                suspect_since: None,
-                capacity_bytes: 0,
-                free_bytes: 0,
-                used_bytes: 0,
-                chunk_count: 0,
-                corrupt_found: 0,
-                gossiped_healthy: healthy,
-                reported: None,
-            });
+            let e = m
+                .entry(record.node_id.clone())
+                .or_insert_with(|| Entry::new(record.clone(), healthy));
             e.gossiped_healthy = healthy;
             if e.last_heartbeat.is_none() {
                 e.record = record;
@@ -125,18 +116,9 @@ impl Registry {
             http_addr: hb.http_addr.clone(),
         };
         let mut m = self.lock();
-        let e = m.entry(hb.node_id.clone()).or_insert_with(|| Entry {
-            record: record.clone(),
-            last_heartbeat: None,
-            suspect_since: None,
-            capacity_bytes: 0,
-            free_bytes: 0,
-            used_bytes: 0,
-            chunk_count: 0,
-            corrupt_found: 0,
-            gossiped_healthy: true,
-            reported: None,
-        });
+        let e = m
+            .entry(hb.node_id.clone())
+            .or_insert_with(|| Entry::new(record.clone(), true));
         let changed = e.last_heartbeat.is_none() || e.record != record;
         // First heartbeat heard here, or back after the timeout.
         let returned = e.last_heartbeat.is_none() || !e.healthy_at(Instant::now(), self.timeout);
@@ -213,6 +195,22 @@ impl Registry {
 }
 
 impl Entry {
+    /// A chunkserver not heard from yet, with its gossiped health.
+    fn new(record: ChunkserverRecord, gossiped_healthy: bool) -> Self {
+        Entry {
+            record,
+            last_heartbeat: None,
+            suspect_since: None,
+            capacity_bytes: 0,
+            free_bytes: 0,
+            used_bytes: 0,
+            chunk_count: 0,
+            corrupt_found: 0,
+            gossiped_healthy,
+            reported: None,
+        }
+    }
+
     fn healthy_at(&self, now: Instant, timeout: Duration) -> bool {
         let alive = match self.last_heartbeat {
             Some(t) => now.duration_since(t) < timeout,

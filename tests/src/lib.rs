@@ -74,6 +74,64 @@ enum Started {
 }
 
 impl NodeHandle {
+    fn new_controller(
+        data_dir: PathBuf,
+        grpc_addr: SocketAddr,
+        http_addr: SocketAddr,
+        cfg: redcloud_controller::Config,
+    ) -> Self {
+        Self::new(
+            Role::Controller,
+            data_dir,
+            grpc_addr,
+            http_addr,
+            Vec::new(),
+            Some(cfg),
+            Duration::from_secs(3600),
+        )
+    }
+
+    fn new_chunkserver(
+        data_dir: PathBuf,
+        controllers_http: Vec<String>,
+        scrub_interval: Duration,
+    ) -> Self {
+        Self::new(
+            Role::Chunkserver,
+            data_dir,
+            free_addr(),
+            free_addr(),
+            controllers_http,
+            None,
+            scrub_interval,
+        )
+    }
+
+    fn new(
+        role: Role,
+        data_dir: PathBuf,
+        grpc_addr: SocketAddr,
+        http_addr: SocketAddr,
+        controllers_http: Vec<String>,
+        controller_config: Option<redcloud_controller::Config>,
+        scrub_interval: Duration,
+    ) -> Self {
+        NodeHandle {
+            role,
+            data_dir,
+            grpc_addr,
+            http_addr,
+            controllers_http,
+            controller_config,
+            shutdown: CancellationToken::new(),
+            kill: None,
+            thread: None,
+            controller: None,
+            chunkserver: None,
+            scrub_interval,
+        }
+    }
+
     /// The running controller's shared state (its network filter, database, clock).
     pub fn controller(&self) -> &Arc<redcloud_controller::node::Node> {
         self.controller.as_ref().expect("a running controller")
@@ -292,20 +350,9 @@ impl TestCluster {
             if let Some(tweak) = spec.tweak {
                 tweak(i, &mut cfg);
             }
-            controllers.push(NodeHandle {
-                role: Role::Controller,
-                data_dir,
-                grpc_addr,
-                http_addr,
-                controllers_http: Vec::new(),
-                controller_config: Some(cfg),
-                shutdown: CancellationToken::new(),
-                kill: None,
-                thread: None,
-                controller: None,
-                chunkserver: None,
-                scrub_interval: spec.scrub_interval,
-            });
+            controllers.push(NodeHandle::new_controller(
+                data_dir, grpc_addr, http_addr, cfg,
+            ));
         }
         let controllers_http: Vec<String> = controllers
             .iter()
@@ -313,20 +360,11 @@ impl TestCluster {
             .collect();
         let mut chunkservers = Vec::new();
         for i in 0..spec.chunkservers {
-            chunkservers.push(NodeHandle {
-                role: Role::Chunkserver,
-                data_dir: dir.path().join(format!("chunkserver-{i}")),
-                grpc_addr: free_addr(),
-                http_addr: free_addr(),
-                controllers_http: controllers_http.clone(),
-                controller_config: None,
-                shutdown: CancellationToken::new(),
-                kill: None,
-                thread: None,
-                controller: None,
-                chunkserver: None,
-                scrub_interval: spec.scrub_interval,
-            });
+            chunkservers.push(NodeHandle::new_chunkserver(
+                dir.path().join(format!("chunkserver-{i}")),
+                controllers_http.clone(),
+                spec.scrub_interval,
+            ));
         }
         for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
             n.start();
@@ -382,20 +420,7 @@ impl TestCluster {
             .iter()
             .map(|c| c.http_addr.to_string())
             .collect();
-        let mut node = NodeHandle {
-            role: Role::Controller,
-            data_dir,
-            grpc_addr,
-            http_addr,
-            controllers_http: Vec::new(),
-            controller_config: Some(cfg),
-            shutdown: CancellationToken::new(),
-            kill: None,
-            thread: None,
-            controller: None,
-            chunkserver: None,
-            scrub_interval: Duration::from_secs(3600),
-        };
+        let mut node = NodeHandle::new_controller(data_dir, grpc_addr, http_addr, cfg);
         node.start();
         self.controllers.push(node);
         i
@@ -404,24 +429,14 @@ impl TestCluster {
     /// Starts one more (empty) chunkserver reporting to every controller; returns its index.
     pub fn add_chunkserver(&mut self) -> usize {
         let i = self.chunkservers.len();
-        let mut node = NodeHandle {
-            role: Role::Chunkserver,
-            data_dir: self._dir.path().join(format!("chunkserver-{i}")),
-            grpc_addr: free_addr(),
-            http_addr: free_addr(),
-            controllers_http: self
-                .controllers
+        let mut node = NodeHandle::new_chunkserver(
+            self._dir.path().join(format!("chunkserver-{i}")),
+            self.controllers
                 .iter()
                 .map(|c| c.http_addr.to_string())
                 .collect(),
-            controller_config: None,
-            shutdown: CancellationToken::new(),
-            kill: None,
-            thread: None,
-            controller: None,
-            chunkserver: None,
-            scrub_interval: Duration::from_secs(3600),
-        };
+            Duration::from_secs(3600),
+        );
         node.start();
         self.chunkservers.push(node);
         i
