@@ -66,6 +66,11 @@ pub struct Config {
 pub const CONTROLLER_HTTP_PORT: u16 = 8701;
 
 impl Config {
+    /// The default of `--http-listen`.
+    pub fn default_http_listen() -> &'static str {
+        "0.0.0.0:8801"
+    }
+
     /// A configuration for tests and embedding: everything on loopback, port 0.
     pub fn for_test(data_dir: PathBuf, controllers: Vec<String>) -> Self {
         Config {

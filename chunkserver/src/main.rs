@@ -4,6 +4,16 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `healthcheck`: for the container HEALTHCHECK (exit 0 if this node answers).
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        let listen = std::env::var("CHUNKSERVER_HTTP_LISTEN")
+            .unwrap_or_else(|_| Config::default_http_listen().into());
+        return if redcloud_common::http::healthcheck(&listen).await {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        };
+    }
     redcloud_common::config::init_logging();
     let config = Config::parse();
     let shutdown = CancellationToken::new();

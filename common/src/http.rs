@@ -318,3 +318,15 @@ impl HttpClient {
             })?
     }
 }
+
+/// `<binary> healthcheck`: asks the node listening on `http_listen`'s port on this
+/// host for `GET /health`. Returns whether it answered 200 within two seconds (the
+/// container HEALTHCHECK; a `FROM scratch` image has no curl).
+pub async fn healthcheck(http_listen: &str) -> bool {
+    let port = http_listen.rsplit_once(':').map(|(_, p)| p).unwrap_or("0");
+    let client = HttpClient::new(Duration::from_secs(2), None);
+    client
+        .get(&format!("127.0.0.1:{port}"), "/health")
+        .await
+        .is_ok()
+}

@@ -122,6 +122,11 @@ fn parse_chunk_size(s: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// The default of `--http-listen`.
+    pub fn default_http_listen() -> &'static str {
+        "0.0.0.0:8701"
+    }
+
     /// A configuration for tests and embedding: everything on loopback, port 0.
     pub fn for_test(data_dir: PathBuf) -> Self {
         Config {
