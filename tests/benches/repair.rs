@@ -86,7 +86,9 @@ async fn upload_all(
 
 async fn wait_filled(cluster: &TestCluster, i: usize, wanted: &BTreeSet<ChunkId>) {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
     loop {
+        poll.tick().await;
         let held: BTreeSet<ChunkId> = cluster.chunks_on_disk(i).into_iter().collect();
         if wanted.is_subset(&held) {
             return;
@@ -95,7 +97,6 @@ async fn wait_filled(cluster: &TestCluster, i: usize, wanted: &BTreeSet<ChunkId>
             Instant::now() < deadline,
             "repair did not fill the new chunkserver in 300 s"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

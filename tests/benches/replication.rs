@@ -119,7 +119,9 @@ async fn convergence_of_one_write(samples: usize) -> serde_json::Value {
         let others: Vec<&Arc<Node>> = nodes.iter().filter(|n| n.id != writer.id).collect();
         let mut pending = others.clone();
         let deadline = t + Duration::from_secs(60);
+        let mut poll = tokio::time::interval(Duration::from_micros(500));
         while !pending.is_empty() && Instant::now() < deadline {
+            poll.tick().await;
             let mut still = Vec::new();
             for n in pending {
                 if !has(n, &key).await {
@@ -127,9 +129,6 @@ async fn convergence_of_one_write(samples: usize) -> serde_json::Value {
                 }
             }
             pending = still;
-            if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-            }
         }
         assert!(
             pending.is_empty(),
@@ -182,8 +181,10 @@ async fn partition_heal(n: usize, side_a: &[usize], per_side: usize) -> serde_js
     // Let in-flight messages land before reading the counters.
     let settle = Instant::now();
     let mut last = peer_bytes(&cluster);
+    let mut poll = tokio::time::interval(Duration::from_millis(300));
+    poll.tick().await;
     while settle.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        poll.tick().await;
         let now = peer_bytes(&cluster);
         if now == last {
             break;
