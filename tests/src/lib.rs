@@ -65,6 +65,9 @@ pub struct NodeHandle {
     chunkserver: Option<Arc<redcloud_chunkserver::node::Node>>,
     /// Chunkservers: the scrub interval they start with.
     scrub_interval: Duration,
+    /// Sockets bound (port 0) when the node was made, used by its first start, so
+    /// no other test can take the ports in between.
+    reserved: Option<(std::net::TcpListener, std::net::TcpListener)>,
 }
 
 /// A started node's shared state, handed back to the test thread.
@@ -76,15 +79,13 @@ enum Started {
 impl NodeHandle {
     fn new_controller(
         data_dir: PathBuf,
-        grpc_addr: SocketAddr,
-        http_addr: SocketAddr,
+        sockets: (std::net::TcpListener, std::net::TcpListener),
         cfg: redcloud_controller::Config,
     ) -> Self {
         Self::new(
             Role::Controller,
             data_dir,
-            grpc_addr,
-            http_addr,
+            sockets,
             Vec::new(),
             Some(cfg),
             Duration::from_secs(3600),
@@ -99,8 +100,7 @@ impl NodeHandle {
         Self::new(
             Role::Chunkserver,
             data_dir,
-            free_addr(),
-            free_addr(),
+            (reserve(), reserve()),
             controllers_http,
             None,
             scrub_interval,
@@ -110,17 +110,18 @@ impl NodeHandle {
     fn new(
         role: Role,
         data_dir: PathBuf,
-        grpc_addr: SocketAddr,
-        http_addr: SocketAddr,
+        sockets: (std::net::TcpListener, std::net::TcpListener),
         controllers_http: Vec<String>,
         controller_config: Option<redcloud_controller::Config>,
         scrub_interval: Duration,
     ) -> Self {
+        let addr = |l: &std::net::TcpListener| l.local_addr().expect("local addr");
         NodeHandle {
             role,
             data_dir,
-            grpc_addr,
-            http_addr,
+            grpc_addr: addr(&sockets.0),
+            http_addr: addr(&sockets.1),
+            reserved: Some(sockets),
             controllers_http,
             controller_config,
             shutdown: CancellationToken::new(),
@@ -187,6 +188,7 @@ impl NodeHandle {
         let controllers = self.controllers_http.clone();
         let ctl_config = self.controller_config.clone();
         let scrub_interval = self.scrub_interval;
+        let reserved = self.reserved.take();
         let sd = shutdown.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{role:?}-{}", grpc.port()))
@@ -198,8 +200,15 @@ impl NodeHandle {
                     .expect("node runtime");
                 let ready = ready_tx.clone();
                 rt.block_on(async move {
-                    let bind = |a: SocketAddr| async move { bind_retrying(a).await };
-                    let (g, h) = match (bind(grpc).await, bind(http).await) {
+                    let adopt = |l: std::net::TcpListener| {
+                        l.set_nonblocking(true)?;
+                        TcpListener::from_std(l)
+                    };
+                    let bound = match reserved {
+                        Some((g, h)) => (adopt(g), adopt(h)),
+                        None => (bind_retrying(grpc).await, bind_retrying(http).await),
+                    };
+                    let (g, h) = match bound {
                         (Ok(g), Ok(h)) => (g, h),
                         (Err(e), _) | (_, Err(e)) => {
                             let _ = ready.send(Err(e.to_string()));
@@ -283,10 +292,9 @@ async fn bind_retrying(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| std::io::Error::other("bind failed")))
 }
 
-/// A free loopback port: bind port 0 and release it.
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr")
+/// A listening socket on a free loopback port (port 0).
+fn reserve() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0")
 }
 
 /// How a test cluster is built.
@@ -337,11 +345,15 @@ impl TestCluster {
             .tempdir()
             .expect("tempdir");
         let mut controllers = Vec::new();
-        let ctl_addrs: Vec<(SocketAddr, SocketAddr)> = (0..spec.controllers)
-            .map(|_| (free_addr(), free_addr()))
+        let ctl_sockets: Vec<(std::net::TcpListener, std::net::TcpListener)> = (0..spec
+            .controllers)
+            .map(|_| (reserve(), reserve()))
             .collect();
-        let peers: Vec<String> = ctl_addrs.iter().map(|(_, h)| h.to_string()).collect();
-        for (i, (grpc_addr, http_addr)) in ctl_addrs.into_iter().enumerate() {
+        let peers: Vec<String> = ctl_sockets
+            .iter()
+            .map(|(_, h)| h.local_addr().expect("local addr").to_string())
+            .collect();
+        for (i, sockets) in ctl_sockets.into_iter().enumerate() {
             let data_dir = dir.path().join(format!("controller-{i}"));
             let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
             cfg.min_chunk_replicas = spec.min_chunk_replicas;
@@ -350,9 +362,7 @@ impl TestCluster {
             if let Some(tweak) = spec.tweak {
                 tweak(i, &mut cfg);
             }
-            controllers.push(NodeHandle::new_controller(
-                data_dir, grpc_addr, http_addr, cfg,
-            ));
+            controllers.push(NodeHandle::new_controller(data_dir, sockets, cfg));
         }
         let controllers_http: Vec<String> = controllers
             .iter()
@@ -411,7 +421,6 @@ impl TestCluster {
             .clone()
             .expect("controller config");
         let data_dir = self._dir.path().join(format!("controller-{i}"));
-        let (grpc_addr, http_addr) = (free_addr(), free_addr());
         let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
         cfg.min_chunk_replicas = base.min_chunk_replicas;
         cfg.chunk_size = base.chunk_size;
@@ -420,7 +429,7 @@ impl TestCluster {
             .iter()
             .map(|c| c.http_addr.to_string())
             .collect();
-        let mut node = NodeHandle::new_controller(data_dir, grpc_addr, http_addr, cfg);
+        let mut node = NodeHandle::new_controller(data_dir, (reserve(), reserve()), cfg);
         node.start();
         self.controllers.push(node);
         i
