@@ -2,9 +2,9 @@
 # Container run of RedCloud (groundwork for the container suite; not yet in .ci/run):
 # 3 controllers + 3 chunkservers on a user-defined network, found by alias only;
 # books uploaded through the CLI container; one controller and one chunkserver
-# disconnected with `docker network disconnect` while the rest take a delete and
-# uploads; reconnected, then more uploads through the returned controller; all
-# controllers must reach the same state digest and every
+# moved to a second network with `docker network disconnect` (the CLI reaches them
+# there), and both sides take uploads and a delete; reconnected; all controllers
+# must reach the same state digest and every
 # acknowledged upload must download byte-identical from every controller; a fresh
 # chunkserver container must be filled by repair.
 #
@@ -22,13 +22,14 @@ for img in redcloud-controller redcloud-chunkserver; do
 done
 
 net=rc-test-$$
+side=rc-side-$$
 books=${REDCLOUD_CORPUS:-../shared/corpus}/books
 work=$(mktemp -d)
 chmod 777 "$work"
 containers=()
 cleanup() {
   docker rm -f "${containers[@]}" >/dev/null 2>&1 || true
-  docker network rm "$net" >/dev/null 2>&1 || true
+  docker network rm "$net" "$side" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -39,10 +40,10 @@ run_node() { # name role
     -e DISCOVERY_INTERVAL=2s "redcloud-$2:latest" >/dev/null
   containers+=("$1")
 }
-ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$1"; }
-cli() { # controller-address args...
+ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"${2:-$net}\").IPAddress}}" "$1"; }
+cli() { # controller-address args...   (CLI_NET picks the network, default the main one)
   local c=$1; shift
-  docker run --rm --network "$net" -v "$books:/books:ro" -v "$work:/out" redcloud-controller:latest \
+  docker run --rm --network "${CLI_NET:-$net}" -v "$books:/books:ro" -v "$work:/out" redcloud-controller:latest \
     redcloud --controller "$c" "$@"
 }
 digest() { cli "$(ip_of "$1"):8700" cluster status --json | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2; }
@@ -71,26 +72,35 @@ mapfile -t files < <(ls "$books" | head -12)
 for f in "${files[@]}"; do cli controller upload "/books/$f" >/dev/null; done
 wait_for 60 "controllers converge" converged
 
-echo "==> partition: ctl-3 and cs-3 disconnected while the others take a delete and uploads"
+echo "==> partition: ctl-3 and cs-3 cut off on their own network; both sides write"
+docker network create "$side" >/dev/null
+docker network connect --alias controller "$side" ctl-3-$$
+docker network connect --alias chunkserver "$side" cs-3-$$
 docker network disconnect "$net" ctl-3-$$
 docker network disconnect "$net" cs-3-$$
-cli "$(ip_of ctl-1-$$):8700" rm "${files[0]}" >/dev/null
 mapfile -t more < <(ls "$books" | sed -n 13,18p)
+cli "$(ip_of ctl-1-$$):8700" rm "${files[0]}" >/dev/null
 for f in "${more[@]:0:3}"; do cli "$(ip_of ctl-1-$$):8700" upload "/books/$f" >/dev/null; done
+b="$(ip_of ctl-3-$$ "$side"):8700"
+for f in "${more[@]:3:3}"; do CLI_NET=$side cli "$b" upload "/books/$f" >/dev/null; done
+CLI_NET=$side cli "$b" rm "${files[1]}" >/dev/null
 docker network connect --alias controller "$net" ctl-3-$$
 docker network connect --alias chunkserver "$net" cs-3-$$
-for f in "${more[@]:3:3}"; do cli "$(ip_of ctl-3-$$):8700" upload "/books/$f" >/dev/null; done
+docker network disconnect "$side" ctl-3-$$
+docker network disconnect "$side" cs-3-$$
 wait_for 90 "controllers converge after the heal" converged
 
 echo "==> every acknowledged upload downloads byte-identical from every controller"
 for c in ctl-1-$$ ctl-2-$$ ctl-3-$$; do
-  for f in "${files[@]:1}" "${more[@]}"; do
+  for f in "${files[@]:2}" "${more[@]}"; do
     cli "$(ip_of "$c"):8700" download "$f" -o "/out/$f" >/dev/null
     cmp -s "$work/$f" "$books/$f" || { echo "FAIL: $f from $c differs" >&2; exit 1; }
   done
-  if cli "$(ip_of "$c"):8700" download "${files[0]}" -o /out/gone >/dev/null 2>&1; then
-    echo "FAIL: deleted ${files[0]} is back on $c" >&2; exit 1
-  fi
+  for gone in "${files[0]}" "${files[1]}"; do
+    if cli "$(ip_of "$c"):8700" download "$gone" -o /out/gone >/dev/null 2>&1; then
+      echo "FAIL: deleted $gone is back on $c" >&2; exit 1
+    fi
+  done
 done
 
 echo "==> a fresh chunkserver container is filled"

@@ -37,10 +37,11 @@ pub async fn run(
         targets.sort();
         targets.dedup();
         let (capacity, free) = node.disk_space();
+        let addrs = node.current_addrs();
         let hb = Heartbeat {
             node_id: node.id.clone(),
-            grpc_addr: node.grpc_addr.clone(),
-            http_addr: node.http_addr.clone(),
+            grpc_addr: addrs.0,
+            http_addr: addrs.1,
             capacity_bytes: capacity,
             free_bytes: free,
             used_bytes: node.store.used_bytes(),

@@ -33,6 +33,11 @@ pub struct Node {
     pub grpc_addr: String,
     /// The HTTP address of `/health` and `/metrics`.
     pub http_addr: String,
+    /// What the listeners are bound to, and the configured advertised address (if
+    /// any): without one, the address is detected again for every heartbeat, so a
+    /// container moved to another network reports its new IP.
+    pub bound: (std::net::SocketAddr, std::net::SocketAddr),
+    pub advertise_configured: Option<String>,
     /// Chunks being copied from a peer right now: a second request for one waits
     /// for the first instead of copying it again. `std` mutex: set operations only.
     pub replicating: std::sync::Mutex<std::collections::HashSet<redcloud_common::ChunkId>>,
@@ -45,6 +50,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// The (gRPC, HTTP) addresses other nodes should use now.
+    pub fn current_addrs(&self) -> (String, String) {
+        if self.advertise_configured.is_some() {
+            return (self.grpc_addr.clone(), self.http_addr.clone());
+        }
+        let grpc = redcloud_common::discovery::advertise_addr(None, self.bound.0);
+        let host = grpc
+            .rsplit_once(':')
+            .map(|(h, _)| h.to_string())
+            .unwrap_or_default();
+        (grpc, format!("{host}:{}", self.bound.1.port()))
+    }
+
     /// A client for the peer chunkserver at `addr` (connections are reused).
     pub fn peer_client(
         &self,

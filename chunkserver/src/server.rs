@@ -90,6 +90,8 @@ pub async fn start(
         metrics: Metrics::default(),
         grpc_addr,
         http_addr,
+        bound: (grpc_local, http_local),
+        advertise_configured: config.advertise_addr.clone().filter(|a| !a.is_empty()),
         replicating: Default::default(),
         heartbeats_paused: Default::default(),
         peers: Default::default(),

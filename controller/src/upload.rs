@@ -298,7 +298,16 @@ async fn place_chunk(
             grace_until = Some(tokio::time::Instant::now() + STRAGGLER_GRACE);
         }
     }
-    if holders.len() < need {
+    // Chunkservers that could not be reached are no longer counted healthy, and
+    // MIN_CHUNK_REPLICAS is capped by how many are: on the small side of a
+    // partition, the copies that side can make are enough.
+    let need = if holders.len() < need {
+        node.required_replicas(node.registry.healthy().len())
+            .min(need)
+    } else {
+        need
+    };
+    if holders.is_empty() || holders.len() < need {
         return Err(ControllerError::InsufficientReplicas {
             chunk: id,
             got: holders.len(),
