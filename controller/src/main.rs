@@ -1,33 +1,17 @@
 use clap::Parser;
 use redcloud_controller::{Config, bind};
-use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // `healthcheck`: for the container HEALTHCHECK (exit 0 if this node answers).
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        let listen = std::env::var("CONTROLLER_HTTP_LISTEN")
-            .unwrap_or_else(|_| Config::default_http_listen().into());
-        return if redcloud_common::http::healthcheck(&listen).await {
-            std::process::ExitCode::SUCCESS
-        } else {
-            std::process::ExitCode::FAILURE
-        };
-    }
-    redcloud_common::config::init_logging();
-    let config = Config::parse();
-    let shutdown = CancellationToken::new();
-    redcloud_common::shutdown::on_signal(shutdown.clone());
-    let result = async {
-        let listeners = bind(&config).await?;
-        redcloud_controller::run(config, listeners, shutdown).await
-    }
-    .await;
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("redcloud-controller: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    redcloud_common::shutdown::node_main(
+        "redcloud-controller",
+        "CONTROLLER_HTTP_LISTEN",
+        Config::default_http_listen(),
+        |shutdown| async move {
+            let config = Config::parse();
+            let listeners = bind(&config).await?;
+            redcloud_controller::run(config, listeners, shutdown).await
+        },
+    )
+    .await
 }
