@@ -88,31 +88,50 @@ impl Client {
     }
 
     /// Uploads the file at `path` under `name`; `progress` is called with the bytes sent so far.
+    ///
+    /// If the controller becomes unreachable (before or during the upload), the file is
+    /// sent again from the start to the next controller. Only an acknowledged upload
+    /// counts; if the lost controller had committed the first attempt just before it
+    /// went away, the name gets a second, identical version (`versions` shows both).
     pub async fn upload_file(
         &mut self,
         path: &Path,
         name: &str,
         public: bool,
-        progress: impl Fn(u64) + Send + 'static,
+        progress: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<pb::UploadResponse, ClientError> {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| ClientError::io(path.display(), e))?;
-        if !meta.is_file() {
-            return Err(ClientError::io(
-                path.display(),
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
+        let progress = std::sync::Arc::new(progress);
+        let mut attempts = self.addrs.len();
+        loop {
+            let meta = tokio::fs::metadata(path)
+                .await
+                .map_err(|e| ClientError::io(path.display(), e))?;
+            if !meta.is_file() {
+                return Err(ClientError::io(
+                    path.display(),
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+                ));
+            }
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| ClientError::io(path.display(), e))?;
+            let p = progress.clone();
+            let r = self
+                .upload_reader(file, meta.len(), name, public, move |n| p(n))
+                .await;
+            match r {
+                Err(ClientError::Unreachable { .. }) if attempts > 1 => {
+                    attempts -= 1;
+                    self.fail_over().await?;
+                }
+                r => {
+                    return r.map_err(|e| match e {
+                        ClientError::Io { source, .. } => ClientError::io(path.display(), source),
+                        e => e,
+                    });
+                }
+            }
         }
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| ClientError::io(path.display(), e))?;
-        self.upload_reader(file, meta.len(), name, public, progress)
-            .await
-            .map_err(|e| match e {
-                ClientError::Io { source, .. } => ClientError::io(path.display(), source),
-                e => e,
-            })
     }
 
     /// Uploads in-memory bytes under `name`.

@@ -60,6 +60,15 @@ impl From<tonic::Status> for ClientError {
                     reason: message,
                 }
             }
+            // A connection lost midway (the controller died): made on this side too.
+            Code::Unknown | Code::Internal | Code::Cancelled
+                if std::error::Error::source(&s).is_some() =>
+            {
+                ClientError::Unreachable {
+                    addrs: "the connected controller".into(),
+                    reason: format!("connection lost: {message}"),
+                }
+            }
             Code::Unavailable | Code::ResourceExhausted => ClientError::Unavailable(message),
             Code::DataLoss => ClientError::Integrity(message),
             code => ClientError::Server { code, message },

@@ -44,13 +44,15 @@ enum Command {
         #[arg(long)]
         public: bool,
     },
-    /// Fetch a file, checking its SHA-256.
+    /// Fetch one or more files, checking each one's SHA-256.
     Download {
-        name: String,
-        /// Where to write it (default: the name's base name in the current directory; `-` for stdout).
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Where to write it (default: the name's base name in the current directory;
+        /// `-` for stdout). With several names: a directory to write them into.
         #[arg(short, long)]
         output: Option<PathBuf>,
-        /// A version id from `stat` (default: the current version).
+        /// A version id from `stat` (default: the current version; one name only).
         #[arg(long)]
         version: Option<String>,
     },
@@ -107,6 +109,27 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             "--name can only be used with a single file".into(),
         ));
     }
+    if let Command::Download {
+        names,
+        output,
+        version,
+    } = &cli.command
+        && names.len() > 1
+    {
+        if version.is_some() {
+            return Err(ClientError::InvalidArgument(
+                "--version can only be used with a single name".into(),
+            ));
+        }
+        if let Some(dir) = output
+            && !dir.is_dir()
+        {
+            return Err(ClientError::InvalidArgument(format!(
+                "with several names, -o must be an existing directory: {}",
+                dir.display()
+            )));
+        }
+    }
     let mut client = Client::connect(&cli.controller).await?;
     let json = cli.json;
     match cli.command {
@@ -145,10 +168,44 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Download {
-            name,
+            names,
+            output,
+            version,
+        } if names.len() > 1 => {
+            let dir = output.unwrap_or_else(|| PathBuf::from("."));
+            let mut results = Vec::new();
+            for name in &names {
+                let out = dir.join(base_name(Path::new(name))?);
+                let bar = progress_bar(json, 0, name);
+                let b = bar.clone();
+                let info = client
+                    .download_to(name, version.as_deref(), &out, move |got, total| {
+                        b.set_length(total);
+                        b.set_position(got);
+                    })
+                    .await;
+                bar.finish_and_clear();
+                let info = info?;
+                if !json {
+                    println!(
+                        "downloaded {} ({} bytes, sha256 verified) to {}",
+                        info.name,
+                        info.size,
+                        out.display()
+                    );
+                }
+                results.push(serde_json::json!({ "file": info, "path": out }));
+            }
+            if json {
+                print_json(&results);
+            }
+        }
+        Command::Download {
+            names,
             output,
             version,
         } => {
+            let name = names.into_iter().next().unwrap_or_default();
             let out = match output {
                 Some(p) => p,
                 None => PathBuf::from(base_name(Path::new(&name))?),

@@ -68,6 +68,26 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         std::fs::read(&a).expect("read")
     );
 
+    // Several names at once, into a directory.
+    let many = dir.path().join("many");
+    std::fs::create_dir(&many).expect("mkdir");
+    let many_s = many.to_str().expect("utf-8");
+    let out = run(&ctl, &["download", "alpha.txt", "beta.txt", "-o", many_s]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (name, src) in [("alpha.txt", &a), ("beta.txt", &b)] {
+        assert_eq!(
+            std::fs::read(many.join(name)).expect("read"),
+            std::fs::read(src).expect("read")
+        );
+    }
+    let out = run(&ctl, &["download", "alpha.txt", "beta.txt", "-o", a_s]).await;
+    assert_eq!(out.status.code(), Some(2), "a file as the directory");
+    assert!(
+        text(&out.stderr).contains("must be an existing directory"),
+        "{}",
+        text(&out.stderr)
+    );
+
     let out = run(&ctl, &["stat", "alpha.txt", "--json"]).await;
     assert!(out.status.success());
     let stat: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat --json is JSON");

@@ -208,10 +208,19 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// A client whose connects and whole requests each get `timeout`.
     pub fn new(timeout: Duration, secret: Option<String>) -> Self {
+        Self::with_timeouts(timeout, timeout, secret)
+    }
+
+    /// A client that gives up on a connect after `connect` (an unreachable peer is
+    /// noticed fast) and on a whole request after `request` (a large answer from a
+    /// busy peer still arrives).
+    pub fn with_timeouts(connect: Duration, request: Duration, secret: Option<String>) -> Self {
+        let timeout = request;
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        connector.set_connect_timeout(Some(connect));
         let inner =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(30))

@@ -430,10 +430,18 @@ impl Store {
         Ok(d)
     }
 
-    /// An order-independent digest of every replicated row's current version.
+    /// An order-independent digest of every replicated row's current version,
+    /// tombstones left out: a tombstone and a purged (or never seen) row are the
+    /// same state, and controllers purge tombstones at different moments (each
+    /// after TOMBSTONE_GRACE by its own clock). A live row held on one side only,
+    /// or in different versions, still changes the digest.
     pub fn digest(&self) -> Result<StateDigest> {
         let mut d = StateDigest::default();
-        records::for_each_version(&self.conn, |t, k, v| d.add(t.name(), k, v))?;
+        records::for_each_version(&self.conn, |t, k, v| {
+            if !v.deleted {
+                d.add(t.name(), k, v)
+            }
+        })?;
         Ok(d)
     }
 

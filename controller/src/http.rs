@@ -61,7 +61,7 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     let mut controllers: Vec<String> = node.peers.all().into_iter().map(|p| p.http_addr).collect();
-    controllers.push(node.http_addr.clone());
+    controllers.push(node.http_addr());
     HttpResponse::json(
         StatusCode::OK,
         &HeartbeatAck {
@@ -173,8 +173,8 @@ async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
 async fn list_peers(node: Arc<Node>) -> HttpResponse {
     let mut list = vec![PeerInfo {
         node_id: node.id.clone(),
-        grpc_addr: node.grpc_addr.clone(),
-        http_addr: node.http_addr.clone(),
+        grpc_addr: node.grpc_addr(),
+        http_addr: node.http_addr(),
     }];
     for p in node.peers.all() {
         if let Some(id) = p.node_id {

@@ -67,8 +67,11 @@ pub struct Node {
     /// The repair worker's last findings, for `cluster status`.
     pub repair_state: Mutex<crate::repair::RepairReport>,
     pub metrics: Metrics,
-    pub grpc_addr: String,
-    pub http_addr: String,
+    /// The advertised (gRPC, HTTP) addresses; re-detected by discovery when they
+    /// were not configured (a container moved to another network gets a new IP).
+    addrs: std::sync::RwLock<(String, String)>,
+    /// The listeners' bound addresses, when the advertised ones are detected.
+    detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     /// Background work (late chunk copies) that shutdown waits for.
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
@@ -86,11 +89,15 @@ impl Node {
         registry: Registry,
         grpc_addr: String,
         http_addr: String,
+        detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
         shutdown: CancellationToken,
         gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     ) -> Self {
+        // Connects fail fast on an unreachable peer; a whole call (a large delta
+        // from a busy peer) may take longer.
         let net = PeerNet::new(
             std::time::Duration::from_secs(2),
+            std::time::Duration::from_secs(10),
             config.cluster_secret.clone(),
         );
         Node {
@@ -106,12 +113,43 @@ impl Node {
             in_flight_chunks: Mutex::new(HashMap::new()),
             repair_state: Mutex::new(Default::default()),
             metrics: Metrics::default(),
-            grpc_addr,
-            http_addr,
+            addrs: std::sync::RwLock::new((grpc_addr, http_addr)),
+            detect_from,
             tasks: TaskTracker::new(),
             shutdown,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The gRPC address other nodes reach this controller at.
+    pub fn grpc_addr(&self) -> String {
+        self.addrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The internal HTTP address other controllers reach this one at.
+    pub fn http_addr(&self) -> String {
+        self.addrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Detects the advertised addresses again (when not configured). Returns the new
+    /// (gRPC, HTTP) pair if they changed.
+    pub fn redetect_addrs(&self) -> Option<(String, String)> {
+        let (grpc, http) = self.detect_from?;
+        let now = detect_addrs(None, grpc, http);
+        let mut cur = self.addrs.write().unwrap_or_else(|e| e.into_inner());
+        if *cur == now {
+            return None;
+        }
+        *cur = now.clone();
+        Some(now)
     }
 
     /// A client for the chunkserver at `addr` (connections are reused).
@@ -383,4 +421,20 @@ impl Node {
         }
         e.finish()
     }
+}
+
+/// The advertised (gRPC, HTTP) addresses: the configured gRPC address, or this host's
+/// primary IP with the bound port; HTTP shares the host, on its own port.
+pub fn detect_addrs(
+    configured: Option<&str>,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+) -> (String, String) {
+    let grpc_addr = redcloud_common::discovery::advertise_addr(configured, grpc);
+    let host = grpc_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
+    let http_addr = format!("{host}:{}", http.port());
+    (grpc_addr, http_addr)
 }

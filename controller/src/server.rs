@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use redcloud_common::discovery::advertise_addr;
 use redcloud_proto::MAX_MESSAGE_BYTES;
 use redcloud_proto::controller::controller_server::ControllerServer;
 use tokio_util::sync::CancellationToken;
@@ -84,12 +83,11 @@ pub async fn start(
         .map_err(|e| dir_err(std::io::Error::other(e)))??;
     let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
     let http_local = listeners.http.local_addr().map_err(dir_err)?;
-    let grpc_addr = advertise_addr(config.advertise_addr.as_deref(), grpc_local);
-    let host = grpc_addr
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_default();
-    let http_addr = format!("{host}:{}", http_local.port());
+    let configured = config.advertise_addr.as_deref().filter(|a| !a.is_empty());
+    let (grpc_addr, http_addr) = crate::node::detect_addrs(configured, grpc_local, http_local);
+    // Detected addresses are checked again by discovery; a configured one is kept.
+    let detect_from = (configured.is_none() && grpc_local.ip().is_unspecified())
+        .then_some((grpc_local, http_local));
 
     let registry = Registry::new(config.heartbeat_timeout);
     registry.load(db.call(|s| db::chunkservers(&s.conn)).await?);
@@ -107,22 +105,19 @@ pub async fn start(
         registry,
         grpc_addr,
         http_addr,
+        detect_from,
         shutdown.clone(),
         gossip_tx,
     ));
     {
-        let (id, g, h) = (
-            node.id.clone(),
-            node.grpc_addr.clone(),
-            node.http_addr.clone(),
-        );
+        let (id, g, h) = (node.id.clone(), node.grpc_addr(), node.http_addr());
         let written = node
             .db
             .call(move |s| db::upsert_controller(s, &id, &g, &h))
             .await?;
         node.publish(written, None);
     }
-    tracing::info!(node_id = %node.id, grpc = %node.grpc_addr, http = %node.http_addr, "controller started");
+    tracing::info!(node_id = %node.id, grpc = %node.grpc_addr(), http = %node.http_addr(), "controller started");
 
     let tasks = TaskTracker::new();
     let svc = ControllerServer::new(ControllerService::new(node.clone()))

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub mod corpus;
+pub mod fault_run;
 
 /// Polls `check` every 20 ms until it returns true; panics naming `what` after `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)

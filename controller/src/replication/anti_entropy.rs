@@ -42,7 +42,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
         let vector = node.db.call(|s| Ok(s.vector())).await?;
         let syn = encode(&Summary {
             from: node.id.clone(),
-            from_http: node.http_addr.clone(),
+            from_http: node.http_addr(),
             vector,
         });
         let answer = node
@@ -80,7 +80,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             stats.sent += ours.records.len();
             let push = encode(&Push {
                 from: node.id.clone(),
-                from_http: node.http_addr.clone(),
+                from_http: node.http_addr(),
                 records: ours.records,
                 superseded: ours.superseded,
                 complete_from: our_complete.then_some(our_vector),

@@ -41,13 +41,25 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 /// One discovery pass. Returns whether every address found answered.
 pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
     refresh_from_db(node).await;
+    if let Some((grpc, http)) = node.redetect_addrs() {
+        tracing::info!(%grpc, %http, "this controller's address changed");
+        let id = node.id.clone();
+        match node
+            .db
+            .call(move |s| db::upsert_controller(s, &id, &grpc, &http))
+            .await
+        {
+            Ok(written) => node.publish(written, None),
+            Err(e) => tracing::warn!("cannot record the new address: {e}"),
+        }
+    }
     let addrs = resolver
         .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
         .await;
     let me = PeerInfo {
         node_id: node.id.clone(),
-        grpc_addr: node.grpc_addr.clone(),
-        http_addr: node.http_addr.clone(),
+        grpc_addr: node.grpc_addr(),
+        http_addr: node.http_addr(),
     };
     let body = match serde_json::to_vec(&me) {
         Ok(b) => bytes::Bytes::from(b),
@@ -56,7 +68,7 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
     let mut all_ok = true;
     for addr in addrs {
         let addr = addr.to_string();
-        if addr == node.http_addr || is_self(node, &addr) {
+        if addr == node.http_addr() || is_self(node, &addr) {
             continue;
         }
         match node
@@ -100,10 +112,11 @@ fn is_self(node: &Node, addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
-    let Some((_, my_port)) = node.http_addr.rsplit_once(':') else {
+    let mine = node.http_addr();
+    let Some((_, my_port)) = mine.rsplit_once(':') else {
         return false;
     };
-    port == my_port && (host == "127.0.0.1" || node.http_addr.starts_with(&format!("{host}:")))
+    port == my_port && (host == "127.0.0.1" || mine.starts_with(&format!("{host}:")))
 }
 
 /// Adds the controllers recorded in the database to the peer set.

@@ -97,7 +97,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
     }
     let body = encode(&Push {
         from: node.id.clone(),
-        from_http: node.http_addr.clone(),
+        from_http: node.http_addr(),
         records,
         superseded: Vec::new(),
         complete_from: None,

@@ -64,9 +64,10 @@ pub struct PeerNet {
 }
 
 impl PeerNet {
-    pub fn new(timeout: Duration, secret: Option<String>) -> Self {
+    /// `connect`: how long a connect may take; `request`: a whole call.
+    pub fn new(connect: Duration, request: Duration, secret: Option<String>) -> Self {
         PeerNet {
-            client: HttpClient::new(timeout, secret),
+            client: HttpClient::with_timeouts(connect, request, secret),
             filter: NetFilter::default(),
             bytes_sent: Counter::default(),
             bytes_received: Counter::default(),

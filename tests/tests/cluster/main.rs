@@ -9,3 +9,4 @@ mod t40_malformed;
 mod t50_replication;
 mod t55_tombstone_gc;
 mod t60_repair;
+mod t70_fault_run;

@@ -1,0 +1,631 @@
+//! The randomized fault run: clients upload and delete without pause while random
+//! partitions, kills, restarts and clock offsets hit a real cluster on loopback;
+//! then everything is healed and a checker verifies what the clients were told.
+//!
+//! Seeded: the seed fixes every client's operations (names, contents, which
+//! controller is asked) and the fault schedule (kinds, targets, times). What the
+//! nodes' own timers do in between is not deterministic, so two runs of one seed
+//! inject the same faults into slightly different interleavings.
+//!
+//! What the checker requires, on every controller, after the last heal:
+//! - all controllers reach the same state digest (the time this took is reported);
+//! - every acknowledged upload is present and downloads byte-identical (by version
+//!   id, so versions that lost last-writer-wins are checked too);
+//! - a name whose delete was acknowledged is absent (the workload never uploads a
+//!   deleted name again, and deletes only names whose single upload was
+//!   acknowledged, so no concurrent upload can legitimately bring it back);
+//! - a name whose delete was answered "not found" is still present (the deleting
+//!   controller had not heard of it yet, and wrote nothing);
+//! - an upload or delete that failed or timed out may or may not have happened, but
+//!   what is there must be bytes some client sent under that name;
+//! - no name appears that no client wrote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use redcloud_cli::{Client, ClientError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::{ClusterSpec, TestCluster};
+
+/// How a fault run is shaped.
+#[derive(Debug, Clone)]
+pub struct FaultRunConfig {
+    pub seed: u64,
+    /// How long clients write while faults are injected.
+    pub duration: Duration,
+    pub controllers: usize,
+    pub chunkservers: usize,
+    pub clients: usize,
+    /// Restarted controllers get a clock offset in `-max..=max` milliseconds.
+    pub max_clock_offset_ms: i64,
+    /// How long convergence may take after the last heal before it is an anomaly.
+    pub converge_deadline: Duration,
+}
+
+impl Default for FaultRunConfig {
+    fn default() -> Self {
+        FaultRunConfig {
+            seed: 1,
+            duration: Duration::from_secs(20),
+            controllers: 3,
+            chunkservers: 3,
+            clients: 3,
+            max_clock_offset_ms: 120_000,
+            converge_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What a fault run did and found (printed as JSON).
+#[derive(Debug, Default, Serialize)]
+pub struct FaultRunReport {
+    pub seed: u64,
+    pub duration_s: f64,
+    pub controllers: usize,
+    pub chunkservers: usize,
+    pub clients: usize,
+    /// Operations by outcome: upload_acked, upload_failed, delete_acked, ...
+    pub operations: BTreeMap<String, u64>,
+    pub operations_total: u64,
+    /// Faults injected by kind.
+    pub faults: BTreeMap<String, u64>,
+    pub faults_total: u64,
+    /// The fault schedule, as it happened (milliseconds from the start, event).
+    pub fault_log: Vec<(u64, String)>,
+    /// From the last heal (every node running, every link restored) to every
+    /// controller listing the same files with the same current versions.
+    pub files_converged_ms: Option<u64>,
+    /// From the last heal to equal state digests: all replicated metadata, including
+    /// the chunk locations and chunkserver health that repair writes after the heal.
+    pub convergence_ms: Option<u64>,
+    pub names_checked: usize,
+    pub versions_checked: usize,
+    pub downloads_checked: usize,
+    pub anomalies: Vec<String>,
+}
+
+/// What one client did to one name.
+#[derive(Debug, Default, Clone)]
+struct NameLog {
+    /// Uploaded more than once, never deleted.
+    versioned: bool,
+    /// Acknowledged uploads: (version id, SHA-256).
+    acked: Vec<(String, String)>,
+    /// SHA-256 of uploads that failed or timed out (they may have happened).
+    attempted: Vec<String>,
+    delete: DeleteState,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+enum DeleteState {
+    #[default]
+    None,
+    Acked,
+    Uncertain,
+}
+
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs one fault run and returns its report (anomalies included, never panics on them).
+pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
+    let mut master = StdRng::seed_from_u64(cfg.seed);
+    let mut cluster = TestCluster::with(ClusterSpec {
+        controllers: cfg.controllers,
+        chunkservers: cfg.chunkservers,
+        min_chunk_replicas: 2,
+        chunk_size: 64 * 1024,
+        // Garbage collection of chunks and tombstones runs during the faults.
+        tweak: Some(|_, c| {
+            c.chunk_gc_grace = Duration::from_secs(5);
+            c.tombstone_grace = Duration::from_secs(5);
+            c.tombstone_gc_interval = Duration::from_secs(2);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let addrs: Vec<String> = (0..cfg.controllers)
+        .map(|i| cluster.controller_addr(i))
+        .collect();
+    let start = Instant::now();
+    let deadline = start + cfg.duration;
+
+    let mut clients = Vec::new();
+    for c in 0..cfg.clients {
+        let rng = StdRng::seed_from_u64(master.random());
+        let addrs = addrs.clone();
+        clients.push(tokio::spawn(client_loop(c, rng, addrs, deadline)));
+    }
+
+    let mut report = FaultRunReport {
+        seed: cfg.seed,
+        controllers: cfg.controllers,
+        chunkservers: cfg.chunkservers,
+        clients: cfg.clients,
+        ..Default::default()
+    };
+    let mut faults = FaultState::default();
+    let mut frng = StdRng::seed_from_u64(master.random());
+    while Instant::now() < deadline {
+        let pause = Duration::from_millis(frng.random_range(300..1500));
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        if let Some(kind) = inject(&mut cluster, &mut faults, &mut frng, &cfg) {
+            *report.faults.entry(kind.0.to_string()).or_default() += 1;
+            report
+                .fault_log
+                .push((start.elapsed().as_millis() as u64, kind.1));
+        }
+    }
+
+    let mut ledger: BTreeMap<String, NameLog> = BTreeMap::new();
+    for c in clients {
+        match c.await {
+            Ok((names, ops)) => {
+                ledger.extend(names);
+                for (k, v) in ops {
+                    *report.operations.entry(k).or_default() += v;
+                }
+            }
+            Err(e) => report.anomalies.push(format!("a client task failed: {e}")),
+        }
+    }
+    report.duration_s = start.elapsed().as_secs_f64();
+    report.operations_total = report.operations.values().sum();
+    report.faults_total = report.faults.values().sum();
+
+    // The last heal: every node running, every link restored.
+    faults = FaultState::default();
+    for n in cluster
+        .controllers
+        .iter_mut()
+        .chain(cluster.chunkservers.iter_mut())
+    {
+        if !n.is_running() {
+            tokio::task::block_in_place(|| n.start());
+        }
+    }
+    apply(&cluster, &faults);
+    let healed = Instant::now();
+    let all: Vec<usize> = (0..cfg.controllers).collect();
+    let trace = std::env::var_os("REDCLOUD_FAULT_TRACE").is_some();
+    let mut last_trace = Instant::now();
+    tracing::info!("fault run: last heal");
+    loop {
+        if report.files_converged_ms.is_none() {
+            let mut lists = Vec::new();
+            for i in &all {
+                let l = match Client::connect(&[cluster.controller_addr(*i)]).await {
+                    Ok(mut c) => c.list("").await.ok(),
+                    Err(_) => None,
+                };
+                lists.push(l.map(|l| {
+                    l.into_iter()
+                        .map(|f| (f.name, f.file_id))
+                        .collect::<Vec<_>>()
+                }));
+            }
+            if lists.iter().all(|l| l.is_some()) && lists.windows(2).all(|w| w[0] == w[1]) {
+                report.files_converged_ms = Some(healed.elapsed().as_millis() as u64);
+            }
+        }
+        let d = cluster.digests(&all).await;
+        if trace && last_trace.elapsed() > Duration::from_secs(1) {
+            last_trace = Instant::now();
+            let short: Vec<&str> = d.iter().map(|x| &x[..8]).collect();
+            eprintln!(
+                "{:>6} ms after the heal: digests {short:?}",
+                healed.elapsed().as_millis()
+            );
+        }
+        if d.windows(2).all(|w| w[0] == w[1]) {
+            report.convergence_ms = Some(healed.elapsed().as_millis() as u64);
+            break;
+        }
+        if healed.elapsed() > cfg.converge_deadline {
+            report.anomalies.push(format!(
+                "controllers did not converge within {:?} of the last heal: digests {d:?}",
+                cfg.converge_deadline
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    check(&cluster, &ledger, &mut report).await;
+    report
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    /// Controller pairs whose links are cut.
+    cut: BTreeSet<(usize, usize)>,
+    /// A chunkserver cut off from every controller.
+    isolated: Option<usize>,
+}
+
+/// Sets every running node's fault rules to `f` (idempotent; used after any change).
+fn apply(cluster: &TestCluster, f: &FaultState) {
+    use redcloud_controller::replication::net::Fault;
+    for (i, c) in cluster.controllers.iter().enumerate() {
+        if !c.is_running() {
+            continue;
+        }
+        let filter = &c.controller().net.filter;
+        filter.clear_all();
+        for &(a, b) in &f.cut {
+            let other = if a == i {
+                b
+            } else if b == i {
+                a
+            } else {
+                continue;
+            };
+            filter.set(
+                &cluster.controllers[other].http_addr.to_string(),
+                Fault::Cut,
+            );
+        }
+        if let Some(s) = f.isolated {
+            filter.set(&cluster.chunkservers[s].grpc_addr.to_string(), Fault::Cut);
+        }
+    }
+    for (i, s) in cluster.chunkservers.iter().enumerate() {
+        if s.is_running() {
+            s.chunkserver()
+                .heartbeats_paused
+                .store(f.isolated == Some(i), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Injects one random fault; returns (kind, description).
+fn inject(
+    cluster: &mut TestCluster,
+    f: &mut FaultState,
+    rng: &mut StdRng,
+    cfg: &FaultRunConfig,
+) -> Option<(&'static str, String)> {
+    let running = |v: &Vec<crate::NodeHandle>| -> Vec<usize> {
+        (0..v.len()).filter(|&i| v[i].is_running()).collect()
+    };
+    let down = |v: &Vec<crate::NodeHandle>| -> Vec<usize> {
+        (0..v.len()).filter(|&i| !v[i].is_running()).collect()
+    };
+    let pick = |rng: &mut StdRng, v: &[usize]| v[rng.random_range(0..v.len())];
+    let out = match rng.random_range(0..8) {
+        0 | 1 if cfg.controllers >= 2 => {
+            // A random split of the controllers into two non-empty sides.
+            let n = cfg.controllers;
+            let mask = rng.random_range(1..(1u32 << n) - 1);
+            f.cut.clear();
+            for a in 0..n {
+                for b in (a + 1)..n {
+                    if (mask >> a) & 1 != (mask >> b) & 1 {
+                        f.cut.insert((a, b));
+                    }
+                }
+            }
+            let side: Vec<usize> = (0..n).filter(|i| (mask >> i) & 1 == 1).collect();
+            ("partition", format!("partition {side:?} from the rest"))
+        }
+        2 => {
+            let up = running(&cluster.chunkservers);
+            let s = pick(rng, &up);
+            f.isolated = Some(s);
+            ("isolate_chunkserver", format!("chunkserver {s} cut off"))
+        }
+        3 => {
+            *f = FaultState::default();
+            ("heal", "heal every link".to_string())
+        }
+        4 => {
+            let up = running(&cluster.controllers);
+            if up.len() < 2 {
+                return restart_one(cluster, f, rng, cfg);
+            }
+            let i = pick(rng, &up);
+            tokio::task::block_in_place(|| cluster.controllers[i].kill());
+            ("kill_controller", format!("controller {i} killed"))
+        }
+        5 => {
+            let up = running(&cluster.chunkservers);
+            if up.len() < 2 {
+                return restart_one(cluster, f, rng, cfg);
+            }
+            let s = pick(rng, &up);
+            if f.isolated == Some(s) {
+                f.isolated = None;
+            }
+            tokio::task::block_in_place(|| cluster.chunkservers[s].kill());
+            ("kill_chunkserver", format!("chunkserver {s} killed"))
+        }
+        6 => {
+            // Restart a running controller with a new clock offset.
+            let up = running(&cluster.controllers);
+            let i = pick(rng, &up);
+            let off = rng.random_range(-cfg.max_clock_offset_ms..=cfg.max_clock_offset_ms);
+            let node = &mut cluster.controllers[i];
+            tokio::task::block_in_place(|| {
+                node.kill();
+                node.controller_config_mut().clock_offset_ms = off;
+                node.start();
+            });
+            (
+                "clock_offset",
+                format!("controller {i} restarted {off:+} ms off"),
+            )
+        }
+        _ => {
+            if down(&cluster.controllers).is_empty() && down(&cluster.chunkservers).is_empty() {
+                return None;
+            }
+            return restart_one(cluster, f, rng, cfg);
+        }
+    };
+    apply(cluster, f);
+    Some(out)
+}
+
+/// Restarts one node that is down (a controller with a random clock offset half the time).
+fn restart_one(
+    cluster: &mut TestCluster,
+    f: &mut FaultState,
+    rng: &mut StdRng,
+    cfg: &FaultRunConfig,
+) -> Option<(&'static str, String)> {
+    let dc: Vec<usize> = (0..cluster.controllers.len())
+        .filter(|&i| !cluster.controllers[i].is_running())
+        .collect();
+    let ds: Vec<usize> = (0..cluster.chunkservers.len())
+        .filter(|&i| !cluster.chunkservers[i].is_running())
+        .collect();
+    let out = if !dc.is_empty() && (ds.is_empty() || rng.random_bool(0.5)) {
+        let i = dc[rng.random_range(0..dc.len())];
+        let off = if rng.random_bool(0.5) {
+            rng.random_range(-cfg.max_clock_offset_ms..=cfg.max_clock_offset_ms)
+        } else {
+            0
+        };
+        let node = &mut cluster.controllers[i];
+        node.controller_config_mut().clock_offset_ms = off;
+        tokio::task::block_in_place(|| node.start());
+        (
+            "restart_controller",
+            format!("controller {i} started, {off:+} ms off"),
+        )
+    } else if !ds.is_empty() {
+        let s = ds[rng.random_range(0..ds.len())];
+        tokio::task::block_in_place(|| cluster.chunkservers[s].start());
+        ("restart_chunkserver", format!("chunkserver {s} started"))
+    } else {
+        return None;
+    };
+    apply(cluster, f);
+    Some(out)
+}
+
+type ClientResult = (BTreeMap<String, NameLog>, BTreeMap<String, u64>);
+
+/// One client: uploads new names, new versions of a few names, and deletes, each
+/// through a controller picked at random (failing over to the others).
+async fn client_loop(
+    id: usize,
+    mut rng: StdRng,
+    addrs: Vec<String>,
+    deadline: Instant,
+) -> ClientResult {
+    let mut names: BTreeMap<String, NameLog> = BTreeMap::new();
+    let mut ops: BTreeMap<String, u64> = BTreeMap::new();
+    let count = |ops: &mut BTreeMap<String, u64>, k: &str| {
+        *ops.entry(k.to_string()).or_default() += 1;
+    };
+    let mut next = 0u64;
+    while Instant::now() < deadline {
+        // Pacing of the load, not a wait for a condition.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(10..80))).await;
+        let k = rng.random_range(0..addrs.len());
+        let mut order = vec![addrs[k].clone()];
+        order.extend(
+            addrs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != k)
+                .map(|(_, a)| a.clone()),
+        );
+        let roll = rng.random_range(0..100);
+        let deletable: Vec<String> = names
+            .iter()
+            .filter(|(_, l)| !l.versioned && l.acked.len() == 1 && l.delete == DeleteState::None)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if roll < 30 && !deletable.is_empty() {
+            let name = deletable[rng.random_range(0..deletable.len())].clone();
+            let r = tokio::time::timeout(OP_TIMEOUT, async {
+                let mut c = Client::connect(&order).await?;
+                c.delete(&name).await
+            })
+            .await;
+            let log = names.get_mut(&name).expect("known name");
+            match r {
+                Ok(Ok(_)) => {
+                    log.delete = DeleteState::Acked;
+                    count(&mut ops, "delete_acked");
+                }
+                Ok(Err(ClientError::NotFound(_))) => count(&mut ops, "delete_not_found"),
+                Ok(Err(_)) | Err(_) => {
+                    log.delete = DeleteState::Uncertain;
+                    count(&mut ops, "delete_failed");
+                }
+            }
+            continue;
+        }
+        let versioned: Vec<String> = names
+            .iter()
+            .filter(|(_, l)| l.versioned)
+            .map(|(n, _)| n.clone())
+            .collect();
+        let (name, is_versioned) = if roll < 45 {
+            if versioned.len() < 3 || rng.random_bool(0.2) {
+                next += 1;
+                (format!("c{id}-v{next}.txt"), true)
+            } else {
+                (
+                    versioned[rng.random_range(0..versioned.len())].clone(),
+                    true,
+                )
+            }
+        } else {
+            next += 1;
+            (format!("c{id}-f{next}.txt"), false)
+        };
+        let len = rng.random_range(1_000..200_000);
+        let data = text(&mut rng, len);
+        let sha = hex::encode(Sha256::digest(&data));
+        let r = tokio::time::timeout(OP_TIMEOUT, async {
+            let mut c = Client::connect(&order).await?;
+            c.upload_bytes(data, &name, false).await
+        })
+        .await;
+        let log = names.entry(name).or_default();
+        log.versioned = is_versioned;
+        match r {
+            Ok(Ok(resp)) => {
+                let id = resp.file.map(|f| f.file_id).unwrap_or_default();
+                log.acked.push((id, sha));
+                count(&mut ops, "upload_acked");
+            }
+            Ok(Err(_)) | Err(_) => {
+                log.attempted.push(sha);
+                count(&mut ops, "upload_failed");
+            }
+        }
+    }
+    (names, ops)
+}
+
+/// Book-like text: words (some accented, some CJK) and line breaks.
+fn text(rng: &mut StdRng, len: usize) -> Bytes {
+    const WORDS: &[&str] = &[
+        "the", "whale", "sea", "ship", "captain", "night", "river", "élan", "café", "über",
+        "straße", "naïve", "城市", "山", "水", "ocean", "wind", "and", "of", "a",
+    ];
+    let mut s = String::with_capacity(len + 16);
+    let mut col = 0;
+    while s.len() < len {
+        let w = WORDS[rng.random_range(0..WORDS.len())];
+        s.push_str(w);
+        col += w.len() + 1;
+        if col > 70 {
+            s.push('\n');
+            col = 0;
+        } else {
+            s.push(' ');
+        }
+    }
+    Bytes::from(s)
+}
+
+/// Checks every controller against what the clients were told.
+async fn check(cluster: &TestCluster, ledger: &BTreeMap<String, NameLog>, r: &mut FaultRunReport) {
+    r.names_checked = ledger.len();
+    let mut versions = 0;
+    for i in 0..cluster.controllers.len() {
+        let mut client = match Client::connect(&[cluster.controller_addr(i)]).await {
+            Ok(c) => c,
+            Err(e) => {
+                r.anomalies
+                    .push(format!("controller {i}: cannot connect: {e}"));
+                continue;
+            }
+        };
+        let listed: BTreeMap<String, redcloud_cli::FileInfo> = match client.list("").await {
+            Ok(l) => l.into_iter().map(|f| (f.name.clone(), f)).collect(),
+            Err(e) => {
+                r.anomalies
+                    .push(format!("controller {i}: list failed: {e}"));
+                continue;
+            }
+        };
+        for name in listed.keys() {
+            if !ledger.contains_key(name) {
+                r.anomalies
+                    .push(format!("controller {i}: '{name}' was never written"));
+            }
+        }
+        for (name, log) in ledger {
+            let sent: BTreeSet<&str> = log
+                .acked
+                .iter()
+                .map(|(_, s)| s.as_str())
+                .chain(log.attempted.iter().map(|s| s.as_str()))
+                .collect();
+            let current = listed.get(name);
+            let must_exist = !log.acked.is_empty() && log.delete == DeleteState::None;
+            match (current, log.delete) {
+                (Some(_), DeleteState::Acked) => r
+                    .anomalies
+                    .push(format!("controller {i}: deleted '{name}' is back")),
+                (None, _) if must_exist => r
+                    .anomalies
+                    .push(format!("controller {i}: acknowledged '{name}' is missing")),
+                (Some(f), _) if !sent.contains(f.sha256.as_str()) => r.anomalies.push(format!(
+                    "controller {i}: '{name}' holds bytes no client sent (sha256 {})",
+                    f.sha256
+                )),
+                // A single acknowledged upload: that is the current version.
+                (Some(f), _)
+                    if !log.versioned && !log.acked.is_empty() && f.sha256 != log.acked[0].1 =>
+                {
+                    r.anomalies.push(format!(
+                        "controller {i}: '{name}' current version is not the acknowledged one"
+                    ))
+                }
+                _ => {}
+            }
+            if log.delete != DeleteState::None && !log.versioned {
+                continue;
+            }
+            if current.is_none() {
+                continue;
+            }
+            // Every acknowledged version downloads byte-identical, by version id.
+            for (vid, sha) in &log.acked {
+                versions += 1;
+                match client.download_bytes(name, Some(vid)).await {
+                    Ok((_, data)) => {
+                        r.downloads_checked += 1;
+                        if hex::encode(Sha256::digest(&data)) != *sha {
+                            r.anomalies.push(format!(
+                                "controller {i}: '{name}' version {vid} downloads different bytes"
+                            ));
+                        }
+                    }
+                    Err(e) => r.anomalies.push(format!(
+                        "controller {i}: '{name}' version {vid} does not download: {e}"
+                    )),
+                }
+            }
+        }
+    }
+    r.versions_checked = versions;
+}
+
+/// Runs with the `REDCLOUD_FAULT_SEED` seed if set (to replay a failure).
+pub fn seed_from_env(default: u64) -> u64 {
+    std::env::var("REDCLOUD_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Shared so a binary and a test print the same thing.
+pub fn to_json(r: &FaultRunReport) -> String {
+    serde_json::to_string_pretty(r).unwrap_or_default()
+}
