@@ -1,41 +1,67 @@
 #!/usr/bin/env bash
-# Container run of RedCloud (groundwork for the container suite; not yet in .ci/run):
-# 3 controllers + 3 chunkservers on a user-defined network, found by alias only;
-# books uploaded through the CLI container; one controller and one chunkserver
-# moved to a second network with `docker network disconnect` (the CLI reaches them
-# there), and both sides take uploads and a delete; reconnected; all controllers
-# must reach the same state digest and every
-# acknowledged upload must download byte-identical from every controller; a fresh
-# chunkserver container must be filled by repair.
+# The container suite: RedCloud as real containers, found by network alias only.
 #
-#   scripts/build-images.sh && scripts/container-test.sh
-# Skips (exit 0, with a message) when no Docker engine answers.
+#   scripts/container-test.sh [bridge|overlay]     (images: scripts/build-images.sh)
+#
+# 1. 3 controllers + 3 chunkservers on a user-defined network (`bridge`), or on an
+#    attachable swarm overlay network (`overlay`; runs `docker swarm init` if needed
+#    and leaves the swarm again if it made it).
+# 2. The corpus is uploaded through the CLI container, by the `controller` alias.
+# 3. Partition: ctl-3 and cs-3 are moved to a second network (`docker network
+#    disconnect` from the first); both sides upload and delete; reconnected.
+# 4. `docker kill` a controller and a chunkserver in the middle of an upload (the
+#    CLI is connected to that very controller and must fail over), then `docker start`.
+# 5. All controllers reach the same state digest; every acknowledged upload downloads
+#    byte-identical from every controller; deleted books are gone everywhere.
+# 6. A fresh chunkserver container is added and filled; so is the restarted one.
+#
+# Skips (exit 0, with a message) when no Docker engine answers, or for `overlay` when
+# swarm mode cannot be started here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+driver=${1:-bridge}
+case "$driver" in bridge | overlay) ;; *) echo "usage: $0 [bridge|overlay]" >&2; exit 2 ;; esac
 if ! docker info >/dev/null 2>&1; then
-  echo "container-test: SKIPPED (no Docker engine)"
+  echo "container-test ($driver): SKIPPED (no Docker engine answers: docker info failed)"
   exit 0
 fi
 for img in redcloud-controller redcloud-chunkserver; do
   docker image inspect "$img:latest" >/dev/null 2>&1 || { echo "missing image $img: run scripts/build-images.sh" >&2; exit 1; }
 done
 
+started=$SECONDS
 net=rc-test-$$
 side=rc-side-$$
-books=${REDCLOUD_CORPUS:-../shared/corpus}/books
+books=$(cd "${REDCLOUD_CORPUS:-../shared/corpus}/books" && pwd)
 work=$(mktemp -d)
 chmod 777 "$work"
 containers=()
+left_swarm=0
 cleanup() {
   docker rm -f "${containers[@]}" >/dev/null 2>&1 || true
   docker network rm "$net" "$side" >/dev/null 2>&1 || true
+  [ "$left_swarm" = 1 ] && docker swarm leave --force >/dev/null 2>&1
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-run_node() { # name role
-  docker run -d --name "$1" --network "$net" --network-alias "$2" \
+netargs=()
+if [ "$driver" = overlay ]; then
+  if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != active ]; then
+    if ! err=$(docker swarm init 2>&1); then
+      echo "container-test (overlay): SKIPPED (docker swarm init failed: $err)"
+      exit 0
+    fi
+    left_swarm=1
+  fi
+  netargs=(-d overlay --attachable)
+fi
+
+step() { echo "==> [$((SECONDS - started))s] $*"; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+run_node() { # name role [network]
+  docker run -d --name "$1" --network "${3:-$net}" --network-alias "$2" \
     -e GOSSIP_INTERVAL=500ms -e ANTI_ENTROPY_INTERVAL=3s -e HEARTBEAT_TIMEOUT=5s -e REPAIR_INTERVAL=2s \
     -e DISCOVERY_INTERVAL=2s "redcloud-$2:latest" >/dev/null
   containers+=("$1")
@@ -48,9 +74,9 @@ cli() { # controller-address args...   (CLI_NET picks the network, default the m
 }
 digest() { cli "$(ip_of "$1"):8700" cluster status --json | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2; }
 wait_for() { # seconds description command...
-  local deadline=$((SECONDS + $1)) what=$2; shift 2
+  local secs=$1 deadline=$((SECONDS + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
-    if [ $SECONDS -ge $deadline ]; then echo "FAIL: timed out waiting until $what" >&2; exit 1; fi
+    [ $SECONDS -ge $deadline ] && fail "timed out after $secs s waiting until $what"
     sleep 0.5
   done
 }
@@ -59,58 +85,105 @@ converged() {
   d0=$(digest ctl-1-$$)
   for c in ctl-2-$$ ctl-3-$$; do d=$(digest "$c"); [ -n "$d" ] && [ "$d" = "$d0" ] || return 1; done
 }
+json_len() { python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'; }
 healthy_chunkservers() { # controller n
   [ "$(cli "$(ip_of "$1"):8700" cluster status --json | grep -c '"healthy": true')" -ge "$2" ]
 }
+filled() { # every chunkserver (at least n) holds every live chunk, per ctl-1
+  cli "$(ip_of ctl-1-$$):8700" cluster status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+n = int(sys.argv[1])
+cs = [c for c in s["chunkservers"] if c["healthy"]]
+sys.exit(0 if len(cs) >= n and all(c["chunk_count"] >= s["chunk_count"] for c in cs) else 1)' "$1"
+}
 
-docker network create "$net" >/dev/null
+step "3 controllers + 3 chunkservers on a $driver network, no environment needed to find each other"
+docker network create "${netargs[@]}" "$net" >/dev/null
 for i in 1 2 3; do run_node ctl-$i-$$ controller; run_node cs-$i-$$ chunkserver; done
-for i in 1 2 3; do wait_for 60 "ctl-$i sees 3 chunkservers" healthy_chunkservers ctl-$i-$$ 3; done
+for i in 1 2 3; do wait_for 90 "ctl-$i sees 3 chunkservers" healthy_chunkservers ctl-$i-$$ 3; done
 
-echo "==> uploading 12 books through the alias"
-mapfile -t files < <(ls "$books" | head -12)
-for f in "${files[@]}"; do cli controller upload "/books/$f" >/dev/null; done
-wait_for 60 "controllers converge" converged
+mapfile -t all < <(ls "$books")
+# Held back for the kill phase: the 20 largest books.
+mapfile -t late < <(ls -S "$books" | head -20)
+mapfile -t first < <(printf '%s\n' "${all[@]}" "${late[@]}" | sort | uniq -u)
+step "uploading ${#first[@]} books through the alias"
+cli controller upload "${first[@]/#//books/}" >/dev/null
+wait_for 90 "controllers converge" converged
 
-echo "==> partition: ctl-3 and cs-3 cut off on their own network; both sides write"
-docker network create "$side" >/dev/null
+step "partition: ctl-3 and cs-3 cut off on their own network; both sides write"
+docker network create "${netargs[@]}" "$side" >/dev/null
 docker network connect --alias controller "$side" ctl-3-$$
 docker network connect --alias chunkserver "$side" cs-3-$$
 docker network disconnect "$net" ctl-3-$$
 docker network disconnect "$net" cs-3-$$
-mapfile -t more < <(ls "$books" | sed -n 13,18p)
-cli "$(ip_of ctl-1-$$):8700" rm "${files[0]}" >/dev/null
-for f in "${more[@]:0:3}"; do cli "$(ip_of ctl-1-$$):8700" upload "/books/$f" >/dev/null; done
+a="$(ip_of ctl-1-$$):8700"
 b="$(ip_of ctl-3-$$ "$side"):8700"
-for f in "${more[@]:3:3}"; do CLI_NET=$side cli "$b" upload "/books/$f" >/dev/null; done
-CLI_NET=$side cli "$b" rm "${files[1]}" >/dev/null
+deleted=("${first[0]}" "${first[1]}")
+cli "$a" rm "${first[0]}" >/dev/null
+CLI_NET=$side cli "$b" rm "${first[1]}" >/dev/null
+# The same name written on both sides: both versions are kept, one wins everywhere.
+printf 'written on the majority side\n' >"$work/both-sides.txt"
+cli "$a" upload /out/both-sides.txt >/dev/null
+printf 'written on the cut-off side\n' >"$work/both-sides-b.txt"
+CLI_NET=$side cli "$b" upload /out/both-sides-b.txt --name both-sides.txt >/dev/null
+cli "$a" upload "/books/${late[0]}" >/dev/null
+CLI_NET=$side cli "$b" upload "/books/${late[1]}" >/dev/null
 docker network connect --alias controller "$net" ctl-3-$$
 docker network connect --alias chunkserver "$net" cs-3-$$
 docker network disconnect "$side" ctl-3-$$
 docker network disconnect "$side" cs-3-$$
-wait_for 90 "controllers converge after the heal" converged
-
-echo "==> every acknowledged upload downloads byte-identical from every controller"
+wait_for 120 "controllers converge after the heal" converged
 for c in ctl-1-$$ ctl-2-$$ ctl-3-$$; do
-  for f in "${files[@]:2}" "${more[@]}"; do
-    cli "$(ip_of "$c"):8700" download "$f" -o "/out/$f" >/dev/null
-    cmp -s "$work/$f" "$books/$f" || { echo "FAIL: $f from $c differs" >&2; exit 1; }
-  done
-  for gone in "${files[0]}" "${files[1]}"; do
-    if cli "$(ip_of "$c"):8700" download "$gone" -o /out/gone >/dev/null 2>&1; then
-      echo "FAIL: deleted $gone is back on $c" >&2; exit 1
-    fi
-  done
+  n=$(cli "$(ip_of "$c"):8700" versions both-sides.txt --json | json_len)
+  [ "$n" = 2 ] || fail "$c keeps $n versions of both-sides.txt, expected both (2)"
 done
 
-echo "==> a fresh chunkserver container is filled"
-run_node cs-4-$$ chunkserver
-wait_for 60 "ctl-1 sees 4 chunkservers" healthy_chunkservers ctl-1-$$ 4
-filled() { # every chunkserver holds at least as many chunks as the live files use
-  cli "$(ip_of ctl-1-$$):8700" cluster status --json | python3 -c '
-import json, sys
-s = json.load(sys.stdin)
-sys.exit(0 if len(s["chunkservers"]) >= 4 and all(c["chunk_count"] >= s["chunk_count"] for c in s["chunkservers"]) else 1)'
+step "docker kill ctl-1 (the CLI's controller) and cs-1 in the middle of an upload, then docker start"
+# A long upload: the 20 largest books concatenated, twice, then the held-back books.
+cat "${late[@]/#/$books/}" "${late[@]/#/$books/}" >"$work/omnibus2.txt"
+rest=("${late[@]:2}")
+chunks_on() { # container: chunk files in its data volume, counted on the host
+  local vol
+  vol=$(docker inspect -f '{{range .Mounts}}{{if eq .Destination "/data"}}{{.Source}}{{end}}{{end}}' "$1")
+  find "$vol" -type f -path '*/chunks/*' 2>/dev/null | wc -l
 }
-wait_for 90 "every chunkserver, the new one too, holds every live chunk" filled
-echo "container-test: passed"
+before=$(chunks_on cs-1-$$)
+grew() { [ "$(chunks_on cs-1-$$)" -ge $((before + 8)) ]; }
+up=cli-up-$$
+docker run -d --name "$up" --network "$net" -v "$books:/books:ro" -v "$work:/out" redcloud-controller:latest \
+  redcloud --controller "$(ip_of ctl-1-$$):8700,controller" upload /out/omnibus2.txt "${rest[@]/#//books/}" >/dev/null
+containers+=("$up")
+wait_for 60 "the upload has stored 8 chunks on cs-1" grew
+docker kill ctl-1-$$ cs-1-$$ >/dev/null
+[ "$(docker inspect -f '{{.State.Running}}' "$up")" = true ] || fail "the upload ended before the kill"
+fewer_healthy() { ! healthy_chunkservers "$1" 3; }
+wait_for 60 "ctl-2 notices cs-1 is gone" fewer_healthy ctl-2-$$
+docker start ctl-1-$$ cs-1-$$ >/dev/null
+code=$(docker wait "$up")
+[ "$code" = 0 ] || { docker logs "$up" 2>&1 | tail -5; fail "the upload through a killed controller failed (exit $code)"; }
+wait_for 90 "ctl-1 sees 3 chunkservers again" healthy_chunkservers ctl-1-$$ 3
+wait_for 120 "controllers converge after the restarts" converged
+
+step "every acknowledged upload downloads byte-identical from every controller"
+expect=("${first[@]:2}" "${late[@]}")
+for c in ctl-1-$$ ctl-2-$$ ctl-3-$$; do
+  mkdir -p "$work/$c" && chmod 777 "$work/$c"
+  cli "$(ip_of "$c"):8700" download "${expect[@]}" omnibus2.txt -o "/out/$c" >/dev/null
+  for f in "${expect[@]}"; do cmp -s "$work/$c/$f" "$books/$f" || fail "$f from $c differs"; done
+  cmp -s "$work/$c/omnibus2.txt" "$work/omnibus2.txt" || fail "omnibus2.txt from $c differs"
+  for gone in "${deleted[@]}"; do
+    if cli "$(ip_of "$c"):8700" download "$gone" -o /out/gone >/dev/null 2>&1; then
+      fail "deleted $gone is back on $c"
+    fi
+  done
+  listed=$(cli "$(ip_of "$c"):8700" ls --json | json_len)
+  want=$((${#expect[@]} + 2))
+  [ "$listed" = "$want" ] || fail "$c lists $listed files, expected $want"
+done
+
+step "a fresh chunkserver container is added; it and the restarted cs-1 get every chunk"
+run_node cs-4-$$ chunkserver
+wait_for 90 "ctl-1 sees 4 chunkservers" healthy_chunkservers ctl-1-$$ 4
+wait_for 180 "every chunkserver, the new one too, holds every live chunk" filled 4
+echo "container-test ($driver): passed in $((SECONDS - started)) s"

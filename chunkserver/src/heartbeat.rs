@@ -27,17 +27,15 @@ pub async fn run(
     // consecutive failures; forgotten after a few, so departed ones stop costing time.
     let mut learned: std::collections::HashMap<String, u32> = Default::default();
     loop {
-        let mut targets: Vec<String> = resolver
+        let resolved = resolver
             .resolve_all(&controllers, CONTROLLER_HTTP_PORT)
-            .await
-            .into_iter()
-            .map(|a| a.to_string())
-            .collect();
+            .await;
+        let mut targets: Vec<String> = resolved.iter().map(|a| a.to_string()).collect();
         targets.extend(learned.keys().cloned());
         targets.sort();
         targets.dedup();
         let (capacity, free) = node.disk_space();
-        let addrs = node.current_addrs();
+        let addrs = node.current_addrs(&resolved);
         let hb = Heartbeat {
             node_id: node.id.clone(),
             grpc_addr: addrs.0,

@@ -50,12 +50,14 @@ pub struct Node {
 }
 
 impl Node {
-    /// The (gRPC, HTTP) addresses other nodes should use now.
-    pub fn current_addrs(&self) -> (String, String) {
+    /// The (gRPC, HTTP) addresses other nodes should use now: the IP this host uses
+    /// to reach the `controllers` (see `advertise_addr_towards`).
+    pub fn current_addrs(&self, controllers: &[std::net::SocketAddr]) -> (String, String) {
         if self.advertise_configured.is_some() {
             return (self.grpc_addr.clone(), self.http_addr.clone());
         }
-        let grpc = redcloud_common::discovery::advertise_addr(None, self.bound.0);
+        let grpc =
+            redcloud_common::discovery::advertise_addr_towards(None, self.bound.0, controllers);
         let host = grpc
             .rsplit_once(':')
             .map(|(h, _)| h.to_string())

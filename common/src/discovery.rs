@@ -140,13 +140,44 @@ impl Resolver {
 /// The address other nodes should use to reach this one: the configured one, or this
 /// host's primary IP with `port` (in a container: the container's own IP).
 pub fn advertise_addr(configured: Option<&str>, bound: SocketAddr) -> String {
+    advertise_addr_towards(configured, bound, &[])
+}
+
+/// Like [`advertise_addr`], but the detected IP is the one this host uses to reach
+/// the first of `peers` it has a route to. A container on a swarm overlay network
+/// has a default route through `docker_gwbridge`, whose address other containers
+/// cannot reach; the source address towards a peer is the overlay one.
+pub fn advertise_addr_towards(
+    configured: Option<&str>,
+    bound: SocketAddr,
+    peers: &[SocketAddr],
+) -> String {
     if let Some(a) = configured.filter(|a| !a.is_empty()) {
         return a.to_string();
     }
     if !bound.ip().is_unspecified() {
         return bound.to_string();
     }
-    format!("{}:{}", primary_ip(), bound.port())
+    let ip = peers
+        .iter()
+        .filter(|p| !p.ip().is_loopback() && !p.ip().is_unspecified())
+        .find_map(|p| local_ip_towards(p.ip()))
+        .unwrap_or_else(primary_ip);
+    format!("{ip}:{}", bound.port())
+}
+
+/// The source IP this host would use to send to `target`, found without sending
+/// anything (a "connected" UDP socket picks it from the routing table).
+pub fn local_ip_towards(target: IpAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if target.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let s = std::net::UdpSocket::bind(any).ok()?;
+    s.connect((target, 9)).ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 /// The IP of the interface that routes outwards, found without sending anything: a

@@ -141,9 +141,10 @@ impl Node {
 
     /// Detects the advertised addresses again (when not configured). Returns the new
     /// (gRPC, HTTP) pair if they changed.
-    pub fn redetect_addrs(&self) -> Option<(String, String)> {
+    /// The IP is the one used to reach `peers` (see `advertise_addr_towards`).
+    pub fn redetect_addrs(&self, peers: &[std::net::SocketAddr]) -> Option<(String, String)> {
         let (grpc, http) = self.detect_from?;
-        let now = detect_addrs(None, grpc, http);
+        let now = detect_addrs(None, grpc, http, peers);
         let mut cur = self.addrs.write().unwrap_or_else(|e| e.into_inner());
         if *cur == now {
             return None;
@@ -429,8 +430,9 @@ pub fn detect_addrs(
     configured: Option<&str>,
     grpc: std::net::SocketAddr,
     http: std::net::SocketAddr,
+    peers: &[std::net::SocketAddr],
 ) -> (String, String) {
-    let grpc_addr = redcloud_common::discovery::advertise_addr(configured, grpc);
+    let grpc_addr = redcloud_common::discovery::advertise_addr_towards(configured, grpc, peers);
     let host = grpc_addr
         .rsplit_once(':')
         .map(|(h, _)| h.to_string())

@@ -84,7 +84,7 @@ pub async fn start(
     let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
     let http_local = listeners.http.local_addr().map_err(dir_err)?;
     let configured = config.advertise_addr.as_deref().filter(|a| !a.is_empty());
-    let (grpc_addr, http_addr) = crate::node::detect_addrs(configured, grpc_local, http_local);
+    let (grpc_addr, http_addr) = crate::node::detect_addrs(configured, grpc_local, http_local, &[]);
     // Detected addresses are checked again by discovery; a configured one is kept.
     let detect_from = (configured.is_none() && grpc_local.ip().is_unspecified())
         .then_some((grpc_local, http_local));

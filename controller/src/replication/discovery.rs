@@ -41,7 +41,12 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
 /// One discovery pass. Returns whether every address found answered.
 pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
     refresh_from_db(node).await;
-    if let Some((grpc, http)) = node.redetect_addrs() {
+    let addrs = resolver
+        .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
+        .await;
+    // Detected from the route to the peers found (not the default route: on a swarm
+    // overlay network that is docker_gwbridge, which other containers cannot reach).
+    if let Some((grpc, http)) = node.redetect_addrs(&addrs) {
         tracing::info!(%grpc, %http, "this controller's address changed");
         let id = node.id.clone();
         match node
@@ -53,9 +58,6 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
             Err(e) => tracing::warn!("cannot record the new address: {e}"),
         }
     }
-    let addrs = resolver
-        .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
-        .await;
     let me = PeerInfo {
         node_id: node.id.clone(),
         grpc_addr: node.grpc_addr(),
