@@ -46,8 +46,14 @@ make_local_base() {
 }
 
 if need_local_base; then make_local_base; fi
+# Both images are built from one snapshot of the source (a tar of the build context,
+# as `docker build .` would send it), so the second build reuses the first's compile
+# layer even if files change in between.
+ctx=$(mktemp)
+trap 'rm -f "$ctx"' EXIT
+tar -cf "$ctx" --exclude=./target --exclude=./.git --exclude=./redcloud-data .
 for role in controller chunkserver; do
   echo "==> docker build -f Dockerfile.$role -t redcloud-$role ."
-  docker build -f "Dockerfile.$role" -t "redcloud-$role" .
+  docker build -f "Dockerfile.$role" -t "redcloud-$role" - <"$ctx"
 done
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^redcloud-'

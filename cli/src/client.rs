@@ -410,6 +410,20 @@ impl Client {
     }
 
     /// The cluster as the connected controller sees it.
+    /// Full-text search over the stored books.
+    pub async fn search(
+        &mut self,
+        req: pb::SearchRequest,
+    ) -> Result<pb::SearchResponse, ClientError> {
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.search(req).await }
+            })
+            .await?
+            .into_inner())
+    }
+
     pub async fn cluster_status(&mut self) -> Result<ClusterStatusResponse, ClientError> {
         Ok(self
             .retrying(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })

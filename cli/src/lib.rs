@@ -7,6 +7,7 @@ pub mod error;
 
 pub use client::{Client, FileInfo};
 pub use error::ClientError;
+pub use redcloud_proto::controller as pb;
 
 /// The controllers' gRPC port, used when an address carries no port.
 pub const CONTROLLER_GRPC_PORT: u16 = 8700;

@@ -72,6 +72,24 @@ enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Search the text of every stored book (ranked by BM25, with snippets).
+    Search {
+        /// Words (all must occur), "quoted phrases" and prefix*; case and accents are folded.
+        #[arg(required = true)]
+        query: Vec<String>,
+        /// Only books whose author contains these words.
+        #[arg(long)]
+        author: Option<String>,
+        /// Only books in this language (e.g. French or fr).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Only books whose title contains these words.
+        #[arg(long)]
+        title: Option<String>,
+        /// At most this many results (1-100).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+        limit: u32,
+    },
     /// Cluster commands.
     Cluster {
         #[command(subcommand)]
@@ -323,6 +341,76 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         holders.len(),
                         if holders.len() == 1 { "y" } else { "ies" },
                         holders.join(", ")
+                    );
+                }
+            }
+        }
+        Command::Search {
+            query,
+            author,
+            lang,
+            title,
+            limit,
+        } => {
+            let r = client
+                .search(redcloud_cli::pb::SearchRequest {
+                    query: query.join(" "),
+                    author: author.unwrap_or_default(),
+                    language: lang.unwrap_or_default(),
+                    title: title.unwrap_or_default(),
+                    limit,
+                })
+                .await?;
+            let mark = |s: &str, on: &str, off: &str| {
+                s.replace('\u{2}', on)
+                    .replace('\u{3}', off)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if json {
+                let hits: Vec<serde_json::Value> = r
+                    .hits
+                    .iter()
+                    .map(|h| {
+                        serde_json::json!({
+                            "rank": h.rank, "name": h.name, "file_id": h.file_id,
+                            "title": h.title, "author": h.author, "language": h.language,
+                            "score": h.score, "snippet": mark(&h.snippet, "**", "**"),
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::json!({
+                    "hits": hits,
+                    "indexed_books": r.indexed_books,
+                    "pending_books": r.pending_books,
+                }));
+            } else {
+                use std::io::IsTerminal;
+                let (on, off) = if std::io::stdout().is_terminal() {
+                    ("\x1b[1m", "\x1b[0m")
+                } else {
+                    ("[", "]")
+                };
+                if r.hits.is_empty() {
+                    println!("no matches");
+                }
+                for h in &r.hits {
+                    let author = if h.author.is_empty() {
+                        "unknown author"
+                    } else {
+                        &h.author
+                    };
+                    println!(
+                        "{:>3}. {} — {} ({}) [{}] score {:.3}",
+                        h.rank, h.title, author, h.name, h.language, h.score
+                    );
+                    println!("     {}", mark(&h.snippet, on, off));
+                }
+                if r.pending_books > 0 {
+                    println!(
+                        "({} book(s) not indexed yet on this controller; results may be incomplete)",
+                        r.pending_books
                     );
                 }
             }

@@ -16,6 +16,7 @@ pub mod records;
 pub mod registry;
 pub mod repair;
 pub mod replication;
+pub mod search;
 pub mod server;
 pub mod service;
 pub mod upload;

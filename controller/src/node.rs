@@ -44,6 +44,8 @@ pub struct Metrics {
     pub repair_bytes: Counter,
     pub repair_failures: Counter,
     pub chunks_collected: Counter,
+    pub books_indexed: Counter,
+    pub searches: Counter,
 }
 
 /// One controller.
@@ -62,6 +64,10 @@ pub struct Node {
     /// Wakes the repair worker before its interval (a chunkserver joined, returned,
     /// lost chunks or found corruption).
     pub repair_wakeup: tokio::sync::Notify,
+    /// The full-text index of the current books.
+    pub search: Arc<crate::search::SearchIndex>,
+    /// Wakes the search indexer (files changed).
+    pub search_wakeup: tokio::sync::Notify,
     /// Chunks of uploads in progress here (never garbage). `std` mutex: counts only.
     pub in_flight_chunks: Mutex<HashMap<redcloud_common::ChunkId, usize>>,
     /// The repair worker's last findings, for `cluster status`.
@@ -90,6 +96,7 @@ impl Node {
         grpc_addr: String,
         http_addr: String,
         detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+        search: Arc<crate::search::SearchIndex>,
         shutdown: CancellationToken,
         gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
     ) -> Self {
@@ -110,6 +117,8 @@ impl Node {
             net,
             gossip_tx,
             repair_wakeup: tokio::sync::Notify::new(),
+            search,
+            search_wakeup: tokio::sync::Notify::new(),
             in_flight_chunks: Mutex::new(HashMap::new()),
             repair_state: Mutex::new(Default::default()),
             metrics: Metrics::default(),
@@ -255,6 +264,15 @@ impl Node {
         if records.is_empty() {
             return;
         }
+        {
+            use crate::records::Table;
+            if records
+                .iter()
+                .any(|r| matches!(r.table(), Table::Files | Table::Chunks | Table::Deletions))
+            {
+                self.search_wakeup.notify_one();
+            }
+        }
         let _ = self.gossip_tx.send(Outgoing {
             records,
             exclude: from,
@@ -275,7 +293,7 @@ impl Node {
         let cs = self.registry.snapshot();
         let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
         let repair = self.repair_report();
-        let counters: [(&str, &str, u64); 26] = [
+        let counters: [(&str, &str, u64); 28] = [
             ("uploads_total", "Uploads acknowledged.", m.uploads.get()),
             (
                 "upload_bytes_total",
@@ -352,6 +370,16 @@ impl Node {
                 "peer_bytes_received_total",
                 "Bytes received in answers from other controllers.",
                 self.net.bytes_received.get(),
+            ),
+            (
+                "books_indexed_total",
+                "Books (re)indexed for search.",
+                m.books_indexed.get(),
+            ),
+            (
+                "searches_total",
+                "Search queries answered.",
+                m.searches.get(),
             ),
             (
                 "gc_passes_total",

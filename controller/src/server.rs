@@ -89,6 +89,12 @@ pub async fn start(
     let detect_from = (configured.is_none() && grpc_local.ip().is_unspecified())
         .then_some((grpc_local, http_local));
 
+    let search_dir = config.data_dir.clone();
+    let search = tokio::task::spawn_blocking(move || crate::search::SearchIndex::open(&search_dir))
+        .await
+        .map_err(|e| dir_err(std::io::Error::other(e)))?
+        .map_err(|e| dir_err(std::io::Error::other(e)))?;
+    let search = Arc::new(search);
     let registry = Registry::new(config.heartbeat_timeout);
     registry.load(db.call(|s| db::chunkservers(&s.conn)).await?);
     if config.cluster_secret.is_none() {
@@ -106,6 +112,7 @@ pub async fn start(
         grpc_addr,
         http_addr,
         detect_from,
+        search,
         shutdown.clone(),
         gossip_tx,
     ));
@@ -151,6 +158,7 @@ pub async fn start(
         shutdown.clone(),
     ));
     tasks.spawn(crate::repair::run(node.clone(), shutdown.clone()));
+    tasks.spawn(crate::search::run(node.clone(), shutdown.clone()));
     tasks.spawn(crate::health::run(node.clone(), shutdown.clone()));
     tasks.spawn(crate::replication::tombstone_gc::run(
         node.clone(),

@@ -171,6 +171,48 @@ impl Controller for ControllerService {
         }))
     }
 
+    async fn search(
+        &self,
+        request: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let r = request.into_inner();
+        if r.query.trim().is_empty() {
+            return Err(ControllerError::InvalidArgument("empty search query".into()).into());
+        }
+        let opt = |s: String| (!s.trim().is_empty()).then_some(s);
+        let q = redcloud_search::index::Query {
+            text: r.query,
+            author: opt(r.author),
+            language: opt(r.language),
+            title: opt(r.title),
+            limit: r.limit as usize,
+        };
+        self.node.metrics.searches.inc();
+        let (hits, indexed, pending) = self.node.search.search(q).await.map_err(|e| match e {
+            redcloud_search::index::SearchError::BadQuery(m) => {
+                ControllerError::InvalidArgument(format!("invalid query: {m}"))
+            }
+            e => ControllerError::Internal(e.to_string()),
+        })?;
+        Ok(Response::new(pb::SearchResponse {
+            hits: hits
+                .into_iter()
+                .map(|h| pb::SearchHit {
+                    rank: h.rank,
+                    name: h.name,
+                    file_id: h.file_id,
+                    title: h.title,
+                    author: h.author,
+                    language: h.language,
+                    score: h.score,
+                    snippet: h.snippet,
+                })
+                .collect(),
+            indexed_books: indexed,
+            pending_books: pending,
+        }))
+    }
+
     async fn versions(
         &self,
         request: Request<pb::VersionsRequest>,

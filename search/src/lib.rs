@@ -4,3 +4,4 @@
 //! plain-text file into its metadata and the book's own text, ready to index.
 
 pub mod gutenberg;
+pub mod index;

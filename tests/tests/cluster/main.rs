@@ -10,3 +10,4 @@ mod t50_replication;
 mod t55_tombstone_gc;
 mod t60_repair;
 mod t70_fault_run;
+mod t80_search;

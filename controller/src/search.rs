@@ -1,0 +1,212 @@
+//! The search index follows the replicated state: every controller indexes the
+//! current version of every stored book, whether it was uploaded here or learned by
+//! gossip, and drops names that were deleted or replaced.
+//!
+//! The index is derived state, kept in its own SQLite file (`search.sqlite` in the
+//! data directory) so indexing never holds the metadata database's lock; it can be
+//! deleted and is rebuilt from the replicated state. One connection writes (this
+//! worker), another answers queries (WAL lets them run side by side).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redcloud_search::index::{Hit, Index, Query, SearchError};
+use tokio_util::sync::CancellationToken;
+
+use crate::db;
+use crate::download;
+use crate::model::ANONYMOUS;
+use crate::node::Node;
+
+/// A pass runs at least this often (and at once when files change).
+const PASS_INTERVAL: Duration = Duration::from_secs(10);
+/// A book that failed to index is tried again after this long (doubling, capped).
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Books larger than this are not indexed (the store takes any file; the index is
+/// for books).
+pub const MAX_INDEXED_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The two connections to the index.
+pub struct SearchIndex {
+    writer: Mutex<Index>,
+    reader: Mutex<Index>,
+    /// Current books known but not indexed yet, from the last pass.
+    pending: std::sync::atomic::AtomicU64,
+}
+
+impl SearchIndex {
+    pub fn open(dir: &std::path::Path) -> Result<SearchIndex, SearchError> {
+        let path = dir.join("search.sqlite");
+        let writer = Index::open(&path)?;
+        let reader = Index::open(&path)?;
+        Ok(SearchIndex {
+            writer: Mutex::new(writer),
+            reader: Mutex::new(reader),
+            pending: Default::default(),
+        })
+    }
+
+    /// Runs a query (on the blocking pool). Returns the hits, the number of books
+    /// indexed and the number still pending.
+    pub async fn search(self: &Arc<Self>, q: Query) -> Result<(Vec<Hit>, u64, u64), SearchError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ix = me.reader.lock().unwrap_or_else(|e| e.into_inner());
+            let hits = ix.search(&q)?;
+            let (books, _) = ix.size()?;
+            Ok((
+                hits,
+                books,
+                me.pending.load(std::sync::atomic::Ordering::Relaxed),
+            ))
+        })
+        .await
+        .map_err(|e| SearchError::BadQuery(format!("search task failed: {e}")))?
+    }
+}
+
+/// Runs until `shutdown`: one pass at start, on every change of files, and every
+/// `PASS_INTERVAL`.
+pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    let mut failures: HashMap<String, (u32, Instant)> = HashMap::new();
+    loop {
+        if let Err(e) = pass(&node, &mut failures, &shutdown).await {
+            tracing::warn!("search indexing pass failed: {e}");
+        }
+        // Books that could not be fetched yet (chunks still replicating) are retried
+        // soon, with backoff per book.
+        let wait = if failures.is_empty() {
+            PASS_INTERVAL
+        } else {
+            RETRY_BASE
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = node.search_wakeup.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One pass: drops what is no longer current, indexes what is missing.
+async fn pass(
+    node: &Arc<Node>,
+    failures: &mut HashMap<String, (u32, Instant)>,
+    shutdown: &CancellationToken,
+) -> Result<(), crate::error::ControllerError> {
+    let current = node
+        .db
+        .call(|s| db::list_current(&s.conn, ANONYMOUS, ""))
+        .await?;
+    let want: BTreeMap<String, crate::model::FileRecord> =
+        current.into_iter().map(|f| (f.name.clone(), f)).collect();
+    let ix = node.search.clone();
+    let have: BTreeMap<String, String> = tokio::task::spawn_blocking(move || {
+        let w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.books()
+            .map(|b| b.into_iter().map(|b| (b.name, b.file_id)).collect())
+    })
+    .await
+    .map_err(|e| crate::error::ControllerError::Internal(e.to_string()))?
+    .map_err(|e| crate::error::ControllerError::Internal(e.to_string()))?;
+
+    // Drop names deleted (or replaced: re-added below).
+    let stale: Vec<String> = have
+        .iter()
+        .filter(|(name, id)| want.get(*name).map(|f| f.file_id.to_string()) != Some((*id).clone()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let to_add: Vec<crate::model::FileRecord> = want
+        .values()
+        .filter(|f| have.get(&f.name) != Some(&f.file_id.to_string()))
+        .filter(|f| f.size <= MAX_INDEXED_BYTES)
+        .cloned()
+        .collect();
+    node.search
+        .pending
+        .store(to_add.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    if !stale.is_empty() {
+        let ix = node.search.clone();
+        let names = stale.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
+            for n in &names {
+                if let Err(e) = w.remove(n) {
+                    tracing::warn!(name = %n, "cannot remove from the search index: {e}");
+                }
+            }
+        })
+        .await
+        .map_err(|e| crate::error::ControllerError::Internal(e.to_string()))?;
+        tracing::debug!(
+            removed = stale.len(),
+            "search index: dropped deleted or replaced books"
+        );
+    }
+    let mut left = to_add.len();
+    for f in to_add {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        let key = f.file_id.to_string();
+        if let Some((n, at)) = failures.get(&key) {
+            let wait = (RETRY_BASE * 2u32.saturating_pow(*n)).min(RETRY_MAX);
+            if at.elapsed() < wait {
+                continue;
+            }
+        }
+        match index_one(node, &f).await {
+            Ok(()) => {
+                failures.remove(&key);
+                left -= 1;
+                node.search
+                    .pending
+                    .store(left as u64, std::sync::atomic::Ordering::Relaxed);
+                node.metrics.books_indexed.inc();
+            }
+            Err(e) => {
+                let n = failures.get(&key).map(|(n, _)| n + 1).unwrap_or(0);
+                failures.insert(key, (n, Instant::now()));
+                tracing::debug!(name = %f.name, "cannot index yet: {e}");
+            }
+        }
+    }
+    // Failed ones are retried by a later pass (within RETRY_MAX).
+    let live: std::collections::HashSet<String> =
+        want.values().map(|f| f.file_id.to_string()).collect();
+    failures.retain(|id, _| live.contains(id));
+    Ok(())
+}
+
+/// Fetches one version's bytes through the chunkservers and indexes it.
+async fn index_one(
+    node: &Arc<Node>,
+    f: &crate::model::FileRecord,
+) -> Result<(), crate::error::ControllerError> {
+    let opened = download::open(node, &f.owner, &f.name, Some(f.file_id)).await?;
+    let mut rx = download::stream(node.clone(), opened);
+    let mut bytes = Vec::with_capacity(f.size as usize);
+    while let Some(piece) = rx.recv().await {
+        bytes.extend_from_slice(&piece?);
+    }
+    if bytes.len() as u64 != f.size {
+        return Err(crate::error::ControllerError::Unavailable(format!(
+            "read {} of {} bytes of '{}'",
+            bytes.len(),
+            f.size,
+            f.name
+        )));
+    }
+    let ix = node.search.clone();
+    let (name, id) = (f.name.clone(), f.file_id.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.add(&name, &id, &bytes)
+    })
+    .await
+    .map_err(|e| crate::error::ControllerError::Internal(e.to_string()))?
+    .map_err(|e| crate::error::ControllerError::Internal(e.to_string()))?;
+    Ok(())
+}
