@@ -278,7 +278,7 @@ impl Index {
         let hi = lo | ((1 << PASSAGE_BITS) - 1);
         let mut st = self.conn.prepare_cached(
             "SELECT snippet(passages, 0, char(2), char(3), '…', 24) FROM passages
-             WHERE passages MATCH ?1 AND rowid BETWEEN ?2 AND ?3 ORDER BY rank, rowid LIMIT 1",
+             WHERE passages MATCH ?1 AND rowid BETWEEN ?2 AND ?3 LIMIT 1",
         )?;
         for expr in [terms, any] {
             if expr.is_empty() {
