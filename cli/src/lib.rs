@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod error;
+pub mod ingest;
 
 pub use client::{Client, FileInfo};
 pub use error::ClientError;

@@ -90,10 +90,31 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
         limit: u32,
     },
+    /// Fetch books from elsewhere and store them.
+    Ingest {
+        #[command(subcommand)]
+        source: IngestSource,
+    },
     /// Cluster commands.
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum IngestSource {
+    /// Plain-text books by ebook number from a Project Gutenberg mirror, stored as pgID.txt.
+    Gutenberg {
+        /// Ebook numbers, e.g. 11 2701.
+        #[arg(required = true)]
+        ids: Vec<u64>,
+        /// The mirror's base URL.
+        #[arg(long, env = "REDCLOUD_GUTENBERG_MIRROR", default_value = redcloud_cli::ingest::DEFAULT_MIRROR)]
+        mirror: String,
+        /// Where a book is under the mirror; {id} is replaced by the ebook number.
+        #[arg(long, env = "REDCLOUD_GUTENBERG_LAYOUT", default_value = redcloud_cli::ingest::DEFAULT_LAYOUT)]
+        layout: String,
     },
 }
 
@@ -148,6 +169,13 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             )));
         }
     }
+    // Check the mirror before connecting anywhere (bad arguments exit 2 first).
+    let mirror = match &cli.command {
+        Command::Ingest {
+            source: IngestSource::Gutenberg { mirror, layout, .. },
+        } => Some(redcloud_cli::ingest::Mirror::new(mirror, layout)?),
+        _ => None,
+    };
     let mut client = Client::connect(&cli.controller).await?;
     let json = cli.json;
     match cli.command {
@@ -413,6 +441,50 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         r.pending_books
                     );
                 }
+            }
+        }
+        Command::Ingest {
+            source: IngestSource::Gutenberg { ids, .. },
+        } => {
+            let Some(mirror) = mirror else {
+                return Err(ClientError::InvalidArgument("no mirror".into()));
+            };
+            let mut results = Vec::new();
+            let mut first_error = None;
+            let several = ids.len() > 1;
+            for id in ids {
+                let name = redcloud_cli::ingest::book_name(id);
+                let stored = match mirror.fetch(id).await {
+                    Ok(bytes) => client.upload_bytes(bytes, &name, true).await,
+                    Err(e) => Err(e),
+                };
+                match stored {
+                    Ok(r) => {
+                        let f = r.file.clone().unwrap_or_default();
+                        if !json {
+                            println!(
+                                "ingested ebook #{id} as {} ({} bytes, on {} chunkserver(s))",
+                                f.name, f.size, r.replicas
+                            );
+                        }
+                        results.push(
+                            serde_json::json!({ "id": id, "file": f, "replicas": r.replicas }),
+                        );
+                    }
+                    Err(e) => {
+                        if several {
+                            eprintln!("redcloud: error: ebook #{id}: {e}");
+                        }
+                        results.push(serde_json::json!({ "id": id, "error": e.to_string() }));
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if json {
+                print_json(&results);
+            }
+            if let Some(e) = first_error {
+                return Err(e);
             }
         }
         Command::Cluster {

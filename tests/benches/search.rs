@@ -156,8 +156,10 @@ fn main() {
         }
         let n = books.len() as u64;
         let cref = &c;
-        wait_until("the controller indexed the corpus", Duration::from_secs(300), || {
-            async move {
+        wait_until(
+            "the controller indexed the corpus",
+            Duration::from_secs(300),
+            || async move {
                 cref.client()
                     .await
                     .search(redcloud_cli::pb::SearchRequest {
@@ -166,8 +168,8 @@ fn main() {
                     })
                     .await
                     .is_ok_and(|r| r.indexed_books == n && r.pending_books == 0)
-            }
-        })
+            },
+        )
         .await;
         let mut lat = Vec::new();
         for _ in 0..ROUNDS {
