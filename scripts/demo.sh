@@ -88,6 +88,28 @@ out=$(mktemp)
 "$bin/redcloud" download "$first" -o "$out"
 cmp "$out" "${books[0]}" && echo "byte-identical: yes"
 rm -f "$out"
+echo "==> searching every book, through each controller (same ranked answer from all three)"
+indexed() { # controller: books indexed, nothing pending
+  local j
+  j=$("$bin/redcloud" --controller "$(ctl_grpc $1)" search the --json)
+  if echo "$j" | grep -q '"pending_books": 0'; then
+    echo "$j" | grep '"indexed_books"' | tr -dc '0-9'
+  fi
+}
+for i in 0 1 2; do
+  for _ in $(seq 1 150); do
+    [ "$(indexed $i)" = "${#books[@]}" ] && break
+    sleep 0.2
+  done
+done
+"$bin/redcloud" --controller "$(ctl_grpc 1)" search '"down the rabbit-hole"' --limit 3
+"$bin/redcloud" --controller "$(ctl_grpc 2)" search raven nevermore --limit 3
+"$bin/redcloud" --controller "$(ctl_grpc 0)" search lazarillo --lang es --limit 3
+echo "==> the same query on each controller: names and scores"
+for i in 0 1 2; do
+  echo "controller $i: $("$bin/redcloud" --controller "$(ctl_grpc $i)" search love --limit 4 --json |
+    grep -E '"(name|score)"' | tr -d ' ",' | paste -sd' ')"
+done
 echo "==> cluster status (controller 1)"
 "$bin/redcloud" --controller "$(ctl_grpc 1)" cluster status
 echo "==> state digests of the three controllers (equal: converged)"
