@@ -21,6 +21,8 @@ const KNOWN: &[(&str, &str)] = &[
     ("\"gallia est omnis divisa\"", "pg218.txt"),
     ("\"as armas e os barões assinalados\"", "pg3333.txt"),
     ("väinämöinen", "pg7000.txt"),
+    // Dutch, with the book's old spelling.
+    ("\"ik ben makelaar in koffi\"", "pg11024.txt"),
     // A Chinese word inside runs of characters.
     ("孫悟空", "pg23962.txt"),
 ];
