@@ -445,15 +445,23 @@ impl Store {
         Ok(d)
     }
 
-    /// Remembers what a peer has seen.
-    pub fn note_peer_vector(&self, peer: &NodeId, vv: &VersionVector) -> Result<()> {
-        self.conn
-            .prepare_cached("INSERT OR REPLACE INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, ?3)")?
-            .execute(params![
-                peer.as_str(),
-                serde_json::to_string(vv).unwrap_or_default(),
-                redcloud_common::now_ms() as i64
-            ])?;
+    /// Remembers what a peer has seen, and, if `synced`, that we now hold
+    /// everything it held (a complete delta from it was applied): chunk GC relies on
+    /// that time, so a summary or an incomplete delta must not set it.
+    pub fn note_peer_vector(&self, peer: &NodeId, vv: &VersionVector, synced: bool) -> Result<()> {
+        let vector = serde_json::to_string(vv).unwrap_or_default();
+        if synced {
+            self.conn
+                .prepare_cached("INSERT OR REPLACE INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, ?3)")?
+                .execute(params![peer.as_str(), vector, redcloud_common::now_ms() as i64])?;
+        } else {
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, 0)
+                     ON CONFLICT (peer_id) DO UPDATE SET vector = excluded.vector",
+                )?
+                .execute(params![peer.as_str(), vector])?;
+        }
         Ok(())
     }
 }

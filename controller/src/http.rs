@@ -110,7 +110,7 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         .call(move |s| {
             let changed = s.apply_delta(records, &superseded, complete.as_ref())?;
             if let Some(vv) = &complete {
-                s.note_peer_vector(&from, vv)?;
+                s.note_peer_vector(&from, vv, true)?;
             }
             Ok(changed)
         })
@@ -138,7 +138,8 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let answer = node
         .db
         .call(move |s| {
-            s.note_peer_vector(&from, &theirs)?;
+            // What the sender has seen; we do not hold its records yet.
+            s.note_peer_vector(&from, &theirs, false)?;
             let delta = s.delta(&theirs, DELTA_LIMIT)?;
             Ok((s.vector(), delta))
         })

@@ -109,7 +109,7 @@ enum DeleteState {
     Uncertain,
 }
 
-const OP_TIMEOUT: Duration = Duration::from_secs(30);
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one fault run and returns its report (anomalies included, never panics on them).
 pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
@@ -119,9 +119,11 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
         chunkservers: cfg.chunkservers,
         min_chunk_replicas: 2,
         chunk_size: 64 * 1024,
-        // Garbage collection of chunks and tombstones runs during the faults.
+        // Garbage collection of chunks and tombstones runs during the faults. The chunk
+        // grace must outlast any upload in progress (a chunk written by an upload not
+        // yet committed is unreferenced everywhere): 15 s against 10 s per operation.
         tweak: Some(|_, c| {
-            c.chunk_gc_grace = Duration::from_secs(5);
+            c.chunk_gc_grace = Duration::from_secs(15);
             c.tombstone_grace = Duration::from_secs(5);
             c.tombstone_gc_interval = Duration::from_secs(2);
         }),

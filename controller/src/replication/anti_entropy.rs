@@ -63,7 +63,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             .call(move |s| {
                 let complete = delta.complete.then_some(&their_vector);
                 let changed = s.apply_delta(delta.records, &delta.superseded, complete)?;
-                s.note_peer_vector(&peer_id, &their_vector)?;
+                s.note_peer_vector(&peer_id, &their_vector, delta.complete)?;
                 Ok(changed)
             })
             .await?;
