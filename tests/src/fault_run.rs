@@ -153,6 +153,7 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     let mut faults = FaultState::default();
     let mut frng = StdRng::seed_from_u64(master.random());
     while Instant::now() < deadline {
+        // The seeded gap between two faults: part of the schedule, not a wait for a condition.
         let pause = Duration::from_millis(frng.random_range(300..1500));
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         if Instant::now() >= deadline {
@@ -237,6 +238,8 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
             ));
             break;
         }
+        // Polling with a deadline (like `wait_until`), but timed and never panicking:
+        // a miss is reported as an anomaly with the digests.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
