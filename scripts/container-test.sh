@@ -39,6 +39,11 @@ chmod 777 "$work"
 containers=()
 left_swarm=0
 cleanup() {
+  # REDCLOUD_KEEP_LOGS=DIR keeps every container's log there (for debugging a run).
+  if [ -n "${REDCLOUD_KEEP_LOGS:-}" ]; then
+    mkdir -p "$REDCLOUD_KEEP_LOGS"
+    for c in "${containers[@]}"; do docker logs "$c" >"$REDCLOUD_KEEP_LOGS/$c.log" 2>&1 || true; done
+  fi
   docker rm -f "${containers[@]}" >/dev/null 2>&1 || true
   docker network rm "$net" "$side" >/dev/null 2>&1 || true
   [ "$left_swarm" = 1 ] && docker swarm leave --force >/dev/null 2>&1

@@ -58,7 +58,7 @@ pub struct Config {
     pub scrub_interval: Duration,
 
     /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
-    #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true, value_parser = redcloud_common::config::parse_secret)]
     pub cluster_secret: Option<String>,
 }
 

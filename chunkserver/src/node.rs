@@ -47,6 +47,9 @@ pub struct Node {
     pub peers: std::sync::Mutex<
         std::collections::HashMap<String, redcloud_proto::chunk_client::ChunkClient>,
     >,
+    /// The cluster secret: required on every chunk API call when set, and sent on
+    /// this node's own calls to peers.
+    pub cluster_secret: Option<String>,
 }
 
 impl Node {
@@ -78,7 +81,8 @@ impl Node {
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let c = ChunkClient::new(addr, chunk_client::channel(addr, Timeouts::default())?);
+        let c = ChunkClient::new(addr, chunk_client::channel(addr, Timeouts::default())?)
+            .with_secret(self.cluster_secret.as_deref());
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }

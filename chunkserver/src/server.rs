@@ -95,6 +95,7 @@ pub async fn start(
         replicating: Default::default(),
         heartbeats_paused: Default::default(),
         peers: Default::default(),
+        cluster_secret: config.cluster_secret.clone(),
     });
     if config.cluster_secret.is_none() {
         tracing::warn!(
@@ -113,6 +114,22 @@ pub async fn start(
     let svc = ChunkserverServer::new(ChunkService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    // The chunk API is internal: reads and writes of chunks need the cluster secret.
+    let secret = config.cluster_secret.clone();
+    let svc =
+        tonic::service::interceptor::InterceptedService::new(svc, move |req: tonic::Request<()>| {
+            let given = req
+                .metadata()
+                .get(redcloud_common::http::SECRET_HEADER)
+                .and_then(|v| v.to_str().ok());
+            if redcloud_common::http::secret_allows(secret.as_deref(), given) {
+                Ok(req)
+            } else {
+                Err(tonic::Status::unauthenticated(
+                    "missing or wrong cluster secret",
+                ))
+            }
+        });
     let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
     let sd = shutdown.clone();
     tasks.spawn(async move {

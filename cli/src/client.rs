@@ -365,16 +365,36 @@ impl Client {
     }
 
     /// Deletes every version of `name`; returns how many versions there were.
+    ///
+    /// If the controller goes away during the call, the delete is sent to the next
+    /// one. The first may have carried it out and gossiped it before going away, so a
+    /// "not found" from the next one is not an answer: that is reported as
+    /// [`ClientError::Unavailable`] (the delete may or may not have happened).
     pub async fn delete(&mut self, name: &str) -> Result<u32, ClientError> {
         let req = pb::DeleteRequest { name: name.into() };
-        Ok(self
-            .retrying(|mut c| {
-                let req = req.clone();
-                async move { c.delete(req).await }
-            })
-            .await?
-            .into_inner()
-            .versions_deleted)
+        let mut attempts = self.addrs.len();
+        let mut lost: Option<String> = None;
+        loop {
+            let r = self.inner.clone().delete(req.clone()).await;
+            match r.map_err(ClientError::from) {
+                Ok(r) => return Ok(r.into_inner().versions_deleted),
+                Err(ClientError::Unreachable { reason, .. }) if attempts > 1 => {
+                    lost.get_or_insert_with(|| format!("{} ({reason})", self.controller()));
+                    attempts -= 1;
+                    self.fail_over().await?;
+                }
+                Err(ClientError::NotFound(_)) if lost.is_some() => {
+                    return Err(ClientError::Unavailable(format!(
+                        "controller {} went away during the delete of '{name}', which may have \
+                         taken effect there; controller {} does not know the name now. Run `ls` \
+                         or `versions {name}` to check",
+                        lost.unwrap_or_default(),
+                        self.controller()
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Every version of `name`, newest first.

@@ -27,6 +27,20 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses `4096`, `64KiB`, `1MiB`, `2GiB` (also `K`, `M`, `G`, `KB`, `MB`, `GB` as powers of 1024).
+/// A cluster secret: it travels as an HTTP header and gRPC metadata, so it must be
+/// non-empty visible ASCII (no spaces or control characters).
+pub fn parse_secret(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("the cluster secret is empty".into());
+    }
+    if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "the cluster secret may hold only visible ASCII characters, not {c:?}"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
@@ -132,6 +146,23 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999999999G").is_err());
+    }
+
+    #[test]
+    fn secrets_are_visible_ascii_and_compared_whole() {
+        assert_eq!(parse_secret("s3cr3t-!#").unwrap(), "s3cr3t-!#");
+        assert!(parse_secret("").is_err());
+        assert!(parse_secret("with space").is_err());
+        assert!(parse_secret("naïve").is_err());
+        use crate::http::secret_allows;
+        assert!(secret_allows(None, None));
+        assert!(secret_allows(None, Some("anything")));
+        assert!(secret_allows(Some("abc"), Some("abc")));
+        assert!(!secret_allows(Some("abc"), None));
+        assert!(!secret_allows(Some("abc"), Some("abd")));
+        assert!(!secret_allows(Some("abc"), Some("ab")));
+        assert!(!secret_allows(Some("abc"), Some("abcd")));
+        assert!(!secret_allows(Some("abc"), Some("")));
     }
 
     #[test]

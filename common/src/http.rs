@@ -176,8 +176,25 @@ fn into_hyper(r: HttpResponse) -> Response<Full<Bytes>> {
     resp
 }
 
-/// Header carrying the shared cluster secret on internal calls.
+/// Header carrying the shared cluster secret on internal calls (HTTP and gRPC metadata).
 pub const SECRET_HEADER: &str = "x-redcloud-secret";
+
+/// Whether an internal call may pass: no secret is configured, or `given` equals it.
+/// The comparison takes the same time wherever the first difference is.
+pub fn secret_allows(expected: Option<&str>, given: Option<&str>) -> bool {
+    let Some(expected) = expected else {
+        return true;
+    };
+    let Some(given) = given else {
+        return false;
+    };
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    let mut diff = (a.len() != b.len()) as u8;
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
 
 /// Why an HTTP call failed.
 #[derive(Debug, thiserror::Error)]

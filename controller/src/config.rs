@@ -94,7 +94,7 @@ pub struct Config {
     pub repair_rate: u64,
 
     /// An unreferenced chunk is deleted from the chunkservers after this long.
-    #[arg(long, env = "CHUNK_GC_GRACE", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "CHUNK_GC_GRACE", default_value = "10m", value_parser = parse_gc_grace)]
     pub chunk_gc_grace: Duration,
 
     /// Skews this node's wall clock (milliseconds, may be negative). For fault tests.
@@ -108,9 +108,24 @@ pub struct Config {
     pub clock_offset_ms: i64,
 
     /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
-    #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true)]
+    #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true, value_parser = redcloud_common::config::parse_secret)]
     pub cluster_secret: Option<String>,
 }
+
+/// The chunk GC grace also bounds how long an upload may take (80% of it), so it
+/// cannot be shorter than a few seconds.
+fn parse_gc_grace(s: &str) -> Result<Duration, String> {
+    let v = parse_duration(s)?;
+    if v < MIN_CHUNK_GC_GRACE {
+        return Err(format!(
+            "must be at least {MIN_CHUNK_GC_GRACE:?}: an upload must finish within 80% of it"
+        ));
+    }
+    Ok(v)
+}
+
+/// The shortest `CHUNK_GC_GRACE` accepted.
+pub const MIN_CHUNK_GC_GRACE: Duration = Duration::from_secs(10);
 
 fn parse_chunk_size(s: &str) -> Result<u64, String> {
     let v = parse_size(s)?;

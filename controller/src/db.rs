@@ -106,6 +106,39 @@ const MIGRATIONS: &[&str] = &[
         last_exchange_ms INTEGER NOT NULL
     );
     "#,
+    // 2: a log entry whose row has since been superseded (or purged) is marked as a
+    // bare superseded write (empty table_name) at that moment, so tombstone collection
+    // finds the entries it may drop through a partial index instead of checking every
+    // entry against its table; and the tombstones collection looks at are indexed.
+    // Existing entries are converted once, by key lookups.
+    r#"
+    UPDATE gossip_log SET table_name = '', row_key = '' WHERE
+        (table_name = 'users' AND NOT EXISTS (SELECT 1 FROM users t WHERE t.user_id = gossip_log.row_key
+            AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'files' AND NOT EXISTS (SELECT 1 FROM files t WHERE t.file_id = gossip_log.row_key
+            AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'chunks' AND NOT EXISTS (SELECT 1 FROM chunks t WHERE t.file_id = gossip_log.row_key
+            AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'chunk_locations' AND NOT EXISTS (SELECT 1 FROM chunk_locations t
+            WHERE t.chunk_id = substr(gossip_log.row_key, 1, instr(gossip_log.row_key, '/') - 1)
+              AND t.node_id = substr(gossip_log.row_key, instr(gossip_log.row_key, '/') + 1)
+              AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'chunkserver_nodes' AND NOT EXISTS (SELECT 1 FROM chunkserver_nodes t
+            WHERE t.node_id = gossip_log.row_key AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'controller_nodes' AND NOT EXISTS (SELECT 1 FROM controller_nodes t
+            WHERE t.node_id = gossip_log.row_key AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq))
+     OR (table_name = 'deletions' AND NOT EXISTS (SELECT 1 FROM deletions t
+            WHERE t.owner = substr(gossip_log.row_key, 1, instr(gossip_log.row_key, char(10)) - 1)
+              AND t.name = substr(gossip_log.row_key, instr(gossip_log.row_key, char(10)) + 1)
+              AND t.origin = gossip_log.origin AND t.seq = gossip_log.seq));
+    CREATE INDEX gossip_log_superseded ON gossip_log(origin, seq) WHERE table_name = '';
+    CREATE INDEX users_tombstones ON users(hlc) WHERE deleted = 1;
+    CREATE INDEX files_tombstones ON files(hlc) WHERE deleted = 1;
+    CREATE INDEX chunks_tombstones ON chunks(hlc) WHERE deleted = 1;
+    CREATE INDEX chunk_locations_tombstones ON chunk_locations(hlc) WHERE deleted = 1;
+    CREATE INDEX chunkserver_nodes_tombstones ON chunkserver_nodes(hlc) WHERE deleted = 1;
+    CREATE INDEX controller_nodes_tombstones ON controller_nodes(hlc) WHERE deleted = 1;
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -140,6 +173,64 @@ pub struct Store {
     coverage: Coverage,
     /// Highest seq logged per origin (contiguous or not).
     max_seq: BTreeMap<NodeId, u64>,
+    /// The exclusive lock on the database, held as long as this store exists.
+    _lock: std::fs::File,
+}
+
+/// How long opening waits for another holder of the database to let go of it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes the exclusive lock on `<db>.lock`. Write numbering lives in this process's
+/// memory (the next `seq`, the coverage), so two processes writing one database
+/// would issue one `(origin, seq)` for two different writes, and peers that had
+/// seen the first would ignore the second: a lost write. A killed controller's
+/// lock goes with its process; an instance still shutting down is waited for.
+fn lock_database(path: &Path, wait: std::time::Duration) -> Result<std::fs::File> {
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            ControllerError::Internal(format!(
+                "cannot open lock file {}: {e}",
+                lock_path.display()
+            ))
+        })?;
+    let deadline = std::time::Instant::now() + wait;
+    let mut warned = false;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                if !warned {
+                    warned = true;
+                    tracing::warn!(
+                        lock = %lock_path.display(),
+                        "the metadata database is held by another process; waiting up to {:.0} s",
+                        wait.as_secs_f64()
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ControllerError::Internal(format!(
+                    "metadata database {} is in use by another controller (lock {} still held after {:.1} s); \
+                     is another controller running on this data directory?",
+                    path.display(),
+                    lock_path.display(),
+                    wait.as_secs_f64()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(ControllerError::Internal(format!(
+                    "cannot lock {}: {e}",
+                    lock_path.display()
+                )));
+            }
+        }
+    }
 }
 
 /// A handle to the metadata database. Cheap to clone.
@@ -151,6 +242,17 @@ pub struct Db {
 impl Db {
     /// Opens (creating and migrating as needed) the database at `path` for `node`.
     pub fn open(path: &Path, node: NodeId, hlc: Arc<Hlc>) -> Result<Self> {
+        Self::open_waiting(path, node, hlc, LOCK_WAIT)
+    }
+
+    /// Like [`Db::open`], waiting at most `wait` for another holder of the database.
+    pub fn open_waiting(
+        path: &Path,
+        node: NodeId,
+        hlc: Arc<Hlc>,
+        wait: std::time::Duration,
+    ) -> Result<Self> {
+        let lock = lock_database(path, wait)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -187,6 +289,7 @@ impl Db {
             next_seq,
             coverage: Coverage::new(vv),
             max_seq,
+            _lock: lock,
         };
         Ok(Db {
             store: Arc::new(Mutex::new(store)),
@@ -242,6 +345,17 @@ fn log_write(
     Ok(())
 }
 
+/// Marks the log entry of write `(origin, seq)` as a bare superseded write: its row
+/// now holds a newer version (or is gone), so a delta sends only the marker, and
+/// tombstone collection may drop the entry once every controller has seen the write.
+pub(crate) fn retire_log(conn: &Connection, origin: &NodeId, seq: u64) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "UPDATE gossip_log SET table_name = '', row_key = '' WHERE origin = ?1 AND seq = ?2",
+    )?
+    .execute(params![origin.as_str(), seq as i64])?;
+    Ok(())
+}
+
 fn persist_vv(
     conn: &Connection,
     before: &VersionVector,
@@ -278,9 +392,11 @@ impl Store {
             let mut out = Vec::with_capacity(writes.len());
             for (seq, w) in (first_seq..).zip(writes) {
                 let table = w.body.table();
-                let mut vclock = records::load_version(&tx, table, &w.key)?
-                    .map(|v| v.vclock)
-                    .unwrap_or_default();
+                let previous = records::load_version(&tx, table, &w.key)?;
+                if let Some(p) = &previous {
+                    retire_log(&tx, &p.origin, p.seq)?;
+                }
+                let mut vclock = previous.map(|v| v.vclock).unwrap_or_default();
                 vclock.increment(&self.node);
                 let rec = Record {
                     key: w.key,
@@ -349,11 +465,16 @@ impl Store {
                     continue;
                 }
                 let table = rec.table();
-                let newer = match records::load_version(&tx, table, &rec.key)? {
-                    Some(cur) => supersedes(v, &cur),
-                    None => true,
-                };
-                log_write(&tx, &v.origin, v.seq, table.name(), &rec.key)?;
+                let current = records::load_version(&tx, table, &rec.key)?;
+                let newer = current.as_ref().is_none_or(|cur| supersedes(v, cur));
+                if newer {
+                    if let Some(cur) = &current {
+                        retire_log(&tx, &cur.origin, cur.seq)?;
+                    }
+                    log_write(&tx, &v.origin, v.seq, table.name(), &rec.key)?;
+                } else {
+                    log_write(&tx, &v.origin, v.seq, "", "")?;
+                }
                 coverage.record(&v.origin, v.seq);
                 let m = max_seq.entry(v.origin.clone()).or_insert(0);
                 *m = (*m).max(v.seq);
@@ -445,15 +566,26 @@ impl Store {
         Ok(d)
     }
 
-    /// Remembers what a peer has seen, and, if `synced`, that we now hold
-    /// everything it held (a complete delta from it was applied): chunk GC relies on
-    /// that time, so a summary or an incomplete delta must not set it.
-    pub fn note_peer_vector(&self, peer: &NodeId, vv: &VersionVector, synced: bool) -> Result<()> {
+    /// Remembers what a peer has seen, and, with `synced_at`, that we now hold
+    /// everything it held no earlier than that time (by our clock): a complete delta
+    /// from it, asked for at `synced_at`, was applied. Chunk GC relies on that time, so
+    /// only an exchange this node started sets it (the peer computed its answer after
+    /// our question left); a summary, a partial delta or a peer's push-back must not.
+    pub fn note_peer_vector(
+        &self,
+        peer: &NodeId,
+        vv: &VersionVector,
+        synced_at: Option<u64>,
+    ) -> Result<()> {
         let vector = serde_json::to_string(vv).unwrap_or_default();
-        if synced {
+        if let Some(at) = synced_at {
             self.conn
-                .prepare_cached("INSERT OR REPLACE INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, ?3)")?
-                .execute(params![peer.as_str(), vector, redcloud_common::now_ms() as i64])?;
+                .prepare_cached(
+                    "INSERT INTO gossip_peers (peer_id, vector, last_exchange_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (peer_id) DO UPDATE SET vector = excluded.vector,
+                       last_exchange_ms = MAX(last_exchange_ms, excluded.last_exchange_ms)",
+                )?
+                .execute(params![peer.as_str(), vector, at as i64])?;
         } else {
             self.conn
                 .prepare_cached(
@@ -892,10 +1024,14 @@ pub fn reconcile_locations(
     store.write(writes)
 }
 
-/// Whether every known controller has exchanged state with this one after
-/// `since_ms` (wall clock), and this one holds every write each had made then.
-pub fn peers_synced_since(store: &Store, since_ms: u64) -> Result<bool> {
+/// The time (our wall clock, ms) since which this node holds every write that every
+/// known controller had made: the oldest of the last complete exchanges this node
+/// started with each, provided it also holds every write each peer had made when it
+/// last reported. `None` while some controller has never been synced with;
+/// `u64::MAX` when there is no other controller.
+pub fn peers_synced_at(store: &Store) -> Result<Option<u64>> {
     let me = store.node().clone();
+    let mut oldest = u64::MAX;
     for (peer, _, _) in controllers(&store.conn)? {
         if peer == me {
             continue;
@@ -905,14 +1041,16 @@ pub fn peers_synced_since(store: &Store, since_ms: u64) -> Result<bool> {
             .prepare_cached("SELECT last_exchange_ms FROM gossip_peers WHERE peer_id = ?1")?
             .query_row(params![peer.as_str()], |r| r.get(0))
             .optional()?;
-        if last.is_none_or(|l| (l as u64) <= since_ms) {
-            return Ok(false);
+        match last {
+            Some(l) if l > 0 => oldest = oldest.min(l as u64),
+            _ => return Ok(None),
         }
     }
-    Ok(matches!(
+    let caught_up = matches!(
         crate::replication::tombstone_gc::cluster_floor(store)?,
         Some((_, true))
-    ))
+    );
+    Ok(caught_up.then_some(oldest))
 }
 
 /// The number of live files (names with a current version).
@@ -1103,5 +1241,142 @@ mod tests {
             with(&a, |s| s.digest().unwrap()),
             with(&c, |s| s.digest().unwrap())
         );
+    }
+
+    fn log_of(s: &Store) -> Vec<(String, i64, String)> {
+        let mut st = s
+            .conn
+            .prepare("SELECT origin, seq, table_name FROM gossip_log ORDER BY origin, seq")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_superseded_write_is_marked_in_the_log_locally_on_arrival_and_by_the_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(dir.path(), "a");
+        let f = file("one.txt");
+        with(&a, |s| insert_file(s, &f, &[], &[]).unwrap()); // a1 file, a2 chunk list
+        with(&a, |s| delete_name(s, "anonymous", "one.txt").unwrap()); // a3 tombstone, a4 marker
+        let entries = |s: &Store| -> Vec<(i64, String)> {
+            log_of(s).into_iter().map(|(_, q, t)| (q, t)).collect()
+        };
+        // A local overwrite marks the write it replaced.
+        let expect = vec![
+            (1, String::new()),
+            (2, "chunks".to_string()),
+            (3, "files".to_string()),
+            (4, "deletions".to_string()),
+        ];
+        assert_eq!(with(&a, |s| entries(s)), expect);
+
+        // A peer learns the same: the marker arrives as a marker, and a stale record
+        // that arrives after its successor is logged as superseded at once.
+        let d = with(&a, |s| s.delta(&VersionVector::default(), 1000).unwrap());
+        let b = open(dir.path(), "b");
+        with(&b, |s| s.apply(d.records.clone(), &d.superseded).unwrap());
+        assert_eq!(with(&b, |s| entries(s)), expect);
+        let first = Record {
+            key: f.file_id.to_string(),
+            version: Version {
+                vclock: {
+                    let mut v = VectorClock::default();
+                    v.increment(&node("a"));
+                    v
+                },
+                hlc: HlcTimestamp::from_parts(1, 0),
+                origin: node("a"),
+                seq: 1,
+                deleted: false,
+            },
+            body: Body::File(f.body()),
+        };
+        let tomb: Vec<Record> = d
+            .records
+            .iter()
+            .filter(|r| r.version.seq == 3)
+            .cloned()
+            .collect();
+        let c = open(dir.path(), "c");
+        with(&c, |s| s.apply(tomb, &[]).unwrap());
+        assert!(with(&c, |s| s.apply(vec![first], &[]).unwrap()).is_empty());
+        assert_eq!(
+            with(&c, |s| entries(s)),
+            vec![(1, String::new()), (3, "files".to_string())]
+        );
+        // Still sent onwards as a marker, never as the record it was.
+        let dc = with(&c, |s| s.delta(&VersionVector::default(), 1000).unwrap());
+        assert_eq!(dc.superseded, vec![(node("a"), 1)]);
+        assert_eq!(dc.records.len(), 1);
+
+        // A database written before the marking (schema 1) is converted on opening.
+        with(&a, |s| {
+            s.conn
+                .execute_batch(&format!(
+                    "UPDATE gossip_log SET table_name = 'files', row_key = '{}' WHERE seq = 1;
+                     DROP INDEX gossip_log_superseded;
+                     DROP INDEX users_tombstones; DROP INDEX files_tombstones;
+                     DROP INDEX chunks_tombstones; DROP INDEX chunk_locations_tombstones;
+                     DROP INDEX chunkserver_nodes_tombstones; DROP INDEX controller_nodes_tombstones;
+                     PRAGMA user_version = 1;",
+                    f.file_id
+                ))
+                .unwrap();
+            assert_eq!(entries(s)[0], (1, "files".to_string()));
+        });
+        drop(a);
+        let a = open(dir.path(), "a");
+        assert_eq!(with(&a, |s| entries(s)), expect);
+    }
+
+    #[test]
+    fn a_database_is_written_by_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let first = Db::open(&path, node("a"), Arc::new(Hlc::default())).unwrap();
+        let wait = std::time::Duration::from_millis(200);
+        let err = Db::open_waiting(&path, node("a"), Arc::new(Hlc::default()), wait)
+            .err()
+            .expect("a second store on a held database is refused");
+        assert!(
+            err.to_string().contains("in use by another controller"),
+            "{err}"
+        );
+        // Released with the store: a restart after the old instance is gone opens it.
+        drop(first);
+        Db::open_waiting(&path, node("a"), Arc::new(Hlc::default()), wait).unwrap();
+    }
+
+    #[test]
+    fn only_complete_exchanges_we_asked_for_date_the_sync_with_a_peer() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(dir.path(), "a");
+        with(&a, |s| {
+            upsert_controller(s, &node("a"), "a:1", "a:2").unwrap();
+            upsert_controller(s, &node("b"), "b:1", "b:2").unwrap();
+            // Never synced with b: no time.
+            assert_eq!(peers_synced_at(s).unwrap(), None);
+            // b's summary, or its push-back, tells its vector but dates nothing.
+            s.note_peer_vector(&node("b"), &VersionVector::default(), None)
+                .unwrap();
+            assert_eq!(peers_synced_at(s).unwrap(), None);
+            s.note_peer_vector(&node("b"), &VersionVector::default(), Some(1_000))
+                .unwrap();
+            assert_eq!(peers_synced_at(s).unwrap(), Some(1_000));
+            // An older exchange finishing late never moves the time back.
+            s.note_peer_vector(&node("b"), &VersionVector::default(), Some(500))
+                .unwrap();
+            s.note_peer_vector(&node("b"), &VersionVector::default(), None)
+                .unwrap();
+            assert_eq!(peers_synced_at(s).unwrap(), Some(1_000));
+        });
+        // Alone, nothing to wait for.
+        let solo = open(dir.path(), "solo");
+        with(&solo, |s| {
+            assert_eq!(peers_synced_at(s).unwrap(), Some(u64::MAX))
+        });
     }
 }

@@ -14,8 +14,10 @@ use crate::replication::{
 
 pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
     if req.path.starts_with("/internal/")
-        && let Some(secret) = &node.config.cluster_secret
-        && req.secret.as_deref() != Some(secret.as_str())
+        && !redcloud_common::http::secret_allows(
+            node.config.cluster_secret.as_deref(),
+            req.secret.as_deref(),
+        )
     {
         return HttpResponse::text(
             StatusCode::UNAUTHORIZED,
@@ -110,7 +112,7 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         .call(move |s| {
             let changed = s.apply_delta(records, &superseded, complete.as_ref())?;
             if let Some(vv) = &complete {
-                s.note_peer_vector(&from, vv, true)?;
+                s.note_peer_vector(&from, vv, None)?;
             }
             Ok(changed)
         })
@@ -139,7 +141,7 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         .db
         .call(move |s| {
             // What the sender has seen; we do not hold its records yet.
-            s.note_peer_vector(&from, &theirs, false)?;
+            s.note_peer_vector(&from, &theirs, None)?;
             let delta = s.delta(&theirs, DELTA_LIMIT)?;
             Ok((s.vector(), delta))
         })

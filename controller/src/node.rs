@@ -104,7 +104,7 @@ impl Node {
         // from a busy peer) may take longer.
         let net = PeerNet::new(
             std::time::Duration::from_secs(2),
-            std::time::Duration::from_secs(10),
+            crate::replication::PEER_REQUEST_TIMEOUT,
             config.cluster_secret.clone(),
         );
         Node {
@@ -175,7 +175,7 @@ impl Node {
             return Ok(c.clone());
         }
         let ch = chunk_client::channel(addr, Timeouts::default())?;
-        let c = ChunkClient::new(addr, ch);
+        let c = ChunkClient::new(addr, ch).with_secret(self.config.cluster_secret.as_deref());
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -11,8 +11,9 @@
 //! 3. records what it saw and copied in `chunk_locations` (replicated);
 //! 4. deletes chunks that no live file references, once they have been unreferenced
 //!    for `CHUNK_GC_GRACE`, no upload here is using them, and every known controller
-//!    has exchanged state with us since (so no controller holds a file that uses
-//!    them that we have not seen).
+//!    has answered us a complete exchange asked for after the grace ran out (an
+//!    upload commits within [`crate::upload::upload_time_limit`], less than the grace,
+//!    so no controller holds a file that uses them that we have not seen).
 //!
 //! Several controllers share the work by rendezvous hashing: each chunk belongs to
 //! the live controller with the highest hash of (controller id, chunk id). When
@@ -334,16 +335,38 @@ async fn collect_garbage(
     if candidates.is_empty() {
         return Ok(0);
     }
-    // Every known controller must have exchanged state with us after the chunk was
-    // first seen unreferenced, and we must hold everything they had then.
-    let oldest = candidates.iter().map(|(_, w)| *w).min().unwrap_or(wall);
-    let safe = node
+    // An upload commits within UPLOAD_TIME_LIMIT (< the grace) of its start, and it
+    // writes its chunks after its start; so once the grace has passed since a chunk
+    // was first seen unreferenced here, any upload using it has committed or failed.
+    // Every known controller must then have answered us a complete exchange asked
+    // for after that moment (so we hold that commit), and we must hold everything
+    // each had made when it last reported.
+    // The sync time and the references are read together, under the store's lock:
+    // the `live` set this pass started from is older than that sync (an exchange may
+    // have brought the file that uses a chunk in between), so it is not enough.
+    let ids: Vec<ChunkId> = candidates.iter().map(|(c, _)| *c).collect();
+    let (synced_at, referenced) = node
         .db
-        .call(move |s| db::peers_synced_since(s, oldest))
+        .call(move |s| {
+            let synced = db::peers_synced_at(s)?;
+            let live = db::live_chunks(&s.conn)?;
+            let referenced: HashSet<ChunkId> =
+                ids.into_iter().filter(|c| live.contains_key(c)).collect();
+            Ok((synced, referenced))
+        })
         .await?;
-    if !safe {
+    let Some(synced_at) = synced_at else {
         return Ok(0);
-    }
+    };
+    let grace_ms = grace.as_millis() as u64;
+    let candidates: Vec<(ChunkId, u64)> = candidates
+        .into_iter()
+        .filter(|(c, w)| {
+            w.saturating_add(grace_ms) < synced_at
+                && !referenced.contains(c)
+                && !node.is_in_flight(c)
+        })
+        .collect();
     let mut collected = 0;
     for (chunk, _) in candidates {
         let mut all_ok = true;

@@ -165,7 +165,7 @@ impl Controller for ControllerService {
         if deleted == 0 {
             return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
         }
-        tracing::info!(%name, versions = deleted, "file deleted");
+        tracing::info!(node = %self.node.id, %name, versions = deleted, "file deleted");
         Ok(Response::new(pb::DeleteResponse {
             versions_deleted: deleted,
         }))

@@ -97,6 +97,12 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Longest an upload may run, from its start to its commit: 80% of the chunk GC
+/// grace, the rest a margin for the commit itself.
+pub fn upload_time_limit(chunk_gc_grace: std::time::Duration) -> std::time::Duration {
+    chunk_gc_grace.mul_f64(0.8)
+}
+
 /// Runs one upload to completion. Returns the stored version and the fewest copies
 /// any chunk had at acknowledgement.
 pub async fn upload<S>(
@@ -108,6 +114,7 @@ where
     S: Stream<Item = Result<UploadPart>> + Unpin,
 {
     validate_name(&start.name)?;
+    let started = std::time::Instant::now();
     let targets = Arc::new(node.registry.healthy());
     if targets.is_empty() {
         return Err(ControllerError::NoChunkservers);
@@ -218,6 +225,19 @@ where
         .iter()
         .flat_map(|p| p.holders.iter().map(|h| (p.chunk.chunk_id, h.clone())))
         .collect();
+    // Chunk GC on any controller deletes a chunk once it has been unreferenced for
+    // CHUNK_GC_GRACE and that controller has synced with us since: an upload that
+    // commits later than that could reference collected chunks, so it must not.
+    let limit = upload_time_limit(node.config.chunk_gc_grace);
+    if started.elapsed() > limit {
+        return Err(ControllerError::Unavailable(format!(
+            "the upload took {:.1} s, longer than the {:.1} s an upload may take before its \
+             chunks may be collected (CHUNK_GC_GRACE {:?}); nothing was stored, upload it again",
+            started.elapsed().as_secs_f64(),
+            limit.as_secs_f64(),
+            node.config.chunk_gc_grace
+        )));
+    }
     let f = file.clone();
     let written = node
         .db
@@ -230,7 +250,7 @@ where
     node.publish(written, None);
     node.metrics.uploads.inc();
     node.metrics.upload_bytes.add(file.size);
-    tracing::info!(name = %file.name, file_id = %file.file_id, size = file.size, chunks = file.chunk_count, replicas, "upload stored");
+    tracing::info!(node = %node.id, name = %file.name, file_id = %file.file_id, seq = file.meta.seq, size = file.size, chunks = file.chunk_count, replicas, "upload stored");
     Ok((file, replicas))
 }
 

@@ -72,6 +72,8 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
 pub struct ChunkClient {
     addr: String,
     inner: ChunkserverClient<Channel>,
+    /// The cluster secret, sent as `x-redcloud-secret` metadata on every call.
+    secret: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 impl ChunkClient {
@@ -82,7 +84,25 @@ impl ChunkClient {
         ChunkClient {
             addr: addr.to_string(),
             inner,
+            secret: None,
         }
+    }
+
+    /// Sends `secret` (the cluster secret) with every call. A secret that cannot be
+    /// a metadata value (not visible ASCII) is refused by configuration checks first.
+    pub fn with_secret(mut self, secret: Option<&str>) -> Self {
+        self.secret = secret.and_then(|s| s.parse().ok());
+        self
+    }
+
+    /// Wraps a message in a request carrying the secret.
+    fn req<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(s) = &self.secret {
+            r.metadata_mut()
+                .insert(redcloud_common::http::SECRET_HEADER, s.clone());
+        }
+        r
     }
 
     pub fn addr(&self) -> &str {
@@ -126,7 +146,7 @@ impl ChunkClient {
         let resp = self
             .inner
             .clone()
-            .put_chunk(stream)
+            .put_chunk(self.req(stream))
             .await
             .map_err(|s| self.classify(Some(id), s))?;
         Ok(resp.into_inner().already_present)
@@ -137,9 +157,9 @@ impl ChunkClient {
         let mut stream = self
             .inner
             .clone()
-            .get_chunk(chunk::GetChunkRequest {
+            .get_chunk(self.req(chunk::GetChunkRequest {
                 chunk_id: id.to_hex(),
-            })
+            }))
             .await
             .map_err(|s| self.classify(Some(id), s))?
             .into_inner();
@@ -187,7 +207,7 @@ impl ChunkClient {
         let mut stream = self
             .inner
             .clone()
-            .list_chunks(chunk::ListChunksRequest {})
+            .list_chunks(self.req(chunk::ListChunksRequest {}))
             .await
             .map_err(|s| self.classify(None, s))?
             .into_inner();
@@ -215,9 +235,9 @@ impl ChunkClient {
         let r = self
             .inner
             .clone()
-            .delete_chunk(chunk::DeleteChunkRequest {
+            .delete_chunk(self.req(chunk::DeleteChunkRequest {
                 chunk_id: id.to_hex(),
-            })
+            }))
             .await
             .map_err(|s| self.classify(Some(id), s))?;
         Ok(r.into_inner().existed)
@@ -228,10 +248,10 @@ impl ChunkClient {
         let r = self
             .inner
             .clone()
-            .replicate_from_peer(chunk::ReplicateFromPeerRequest {
+            .replicate_from_peer(self.req(chunk::ReplicateFromPeerRequest {
                 chunk_id: id.to_hex(),
                 source_address: source.to_string(),
-            })
+            }))
             .await
             .map_err(|s| self.classify(Some(id), s))?;
         Ok(r.into_inner().bytes_copied)
@@ -242,9 +262,9 @@ impl ChunkClient {
         let r = self
             .inner
             .clone()
-            .stat(chunk::StatRequest {
+            .stat(self.req(chunk::StatRequest {
                 chunk_ids: ids.iter().map(ChunkId::to_hex).collect(),
-            })
+            }))
             .await
             .map_err(|s| self.classify(None, s))?
             .into_inner();

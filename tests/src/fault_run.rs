@@ -72,6 +72,8 @@ pub struct FaultRunReport {
     /// Operations by outcome: upload_acked, upload_failed, delete_acked, ...
     pub operations: BTreeMap<String, u64>,
     pub operations_total: u64,
+    /// Why operations failed: the client's error, digits masked, with counts.
+    pub failure_reasons: BTreeMap<String, u64>,
     /// Faults injected by kind.
     pub faults: BTreeMap<String, u64>,
     pub faults_total: u64,
@@ -170,10 +172,13 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     let mut ledger: BTreeMap<String, NameLog> = BTreeMap::new();
     for c in clients {
         match c.await {
-            Ok((names, ops)) => {
+            Ok((names, ops, why)) => {
                 ledger.extend(names);
                 for (k, v) in ops {
                     *report.operations.entry(k).or_default() += v;
+                }
+                for (k, v) in why {
+                    *report.failure_reasons.entry(k).or_default() += v;
                 }
             }
             Err(e) => report.anomalies.push(format!("a client task failed: {e}")),
@@ -228,7 +233,10 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
             );
         }
         if d.windows(2).all(|w| w[0] == w[1]) {
-            report.convergence_ms = Some(healed.elapsed().as_millis() as u64);
+            let ms = healed.elapsed().as_millis() as u64;
+            report.convergence_ms = Some(ms);
+            // Equal digests cover every live row, so the listings are equal too.
+            report.files_converged_ms.get_or_insert(ms);
             break;
         }
         if healed.elapsed() > cfg.converge_deadline {
@@ -244,7 +252,113 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     }
 
     check(&cluster, &ledger, &mut report).await;
+    if trace && !report.anomalies.is_empty() {
+        diagnose(&cluster, &report.anomalies, &ledger).await;
+    }
     report
+}
+
+/// With REDCLOUD_FAULT_TRACE: prints, for every name an anomaly mentions, each
+/// controller's rows for it (versions with their write ids, clocks and tombstone
+/// flags, and the name's deletion marker), to tell a lost write from a late one.
+async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap<String, NameLog>) {
+    let names: BTreeSet<String> = anomalies
+        .iter()
+        .filter_map(|a| a.split('\'').nth(1).map(str::to_string))
+        .collect();
+    let ids: Vec<String> = names
+        .iter()
+        .filter_map(|n| ledger.get(n))
+        .flat_map(|l| l.acked.iter().map(|(id, _)| id.clone()))
+        .collect();
+    for n in &names {
+        if let Some(l) = ledger.get(n) {
+            eprintln!(
+                "ledger '{n}': acked {:?} delete {:?} attempts {}",
+                l.acked,
+                l.delete,
+                l.attempted.len()
+            );
+        }
+    }
+    for (i, c) in cluster.controllers.iter().enumerate() {
+        if !c.is_running() {
+            continue;
+        }
+        let names = names.clone();
+        let ids = ids.clone();
+        let rows = c
+            .controller()
+            .db
+            .call(move |s| {
+                let mut out = Vec::new();
+                for name in &names {
+                    let mut st = s.conn.prepare(
+                        "SELECT file_id, origin, seq, hlc, deleted, vclock FROM files
+                          WHERE owner = 'anonymous' AND name = ?1 ORDER BY hlc",
+                    )?;
+                    let files = st
+                        .query_map([name], |r| {
+                            Ok(format!(
+                                "  version {} write ({}, {}) hlc {} deleted {} vclock {}",
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, i64>(3)?,
+                                r.get::<_, i64>(4)?,
+                                r.get::<_, String>(5)?
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let mut st = s.conn.prepare(
+                        "SELECT origin, seq, hlc FROM deletions WHERE owner = 'anonymous' AND name = ?1",
+                    )?;
+                    let del = st
+                        .query_map([name], |r| {
+                            Ok(format!(
+                                "  deletion marker write ({}, {}) hlc {}",
+                                r.get::<_, String>(0)?,
+                                r.get::<_, i64>(1)?,
+                                r.get::<_, i64>(2)?
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    out.push(format!("'{name}':"));
+                    out.extend(files);
+                    out.extend(del);
+                }
+                for id in &ids {
+                    let mut st = s.conn.prepare(
+                        "SELECT 'files', origin, seq, deleted FROM files WHERE file_id = ?1
+                         UNION ALL SELECT 'chunks', origin, seq, deleted FROM chunks WHERE file_id = ?1
+                         UNION ALL SELECT 'log ' || table_name, origin, seq, 0 FROM gossip_log WHERE row_key = ?1",
+                    )?;
+                    let rows = st
+                        .query_map([id], |r| {
+                            Ok(format!(
+                                "  id {id}: {} ({}, {}) deleted {}",
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, i64>(3)?
+                            ))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    if rows.is_empty() {
+                        out.push(format!("  id {id}: no row, no log entry"));
+                    }
+                    out.extend(rows);
+                }
+                out.push(format!("vector {:?}", s.vector()));
+                Ok(out)
+            })
+            .await;
+        eprintln!("controller {i} ({}):", c.controller().id);
+        match rows {
+            Ok(rows) => rows.iter().for_each(|r| eprintln!("{r}")),
+            Err(e) => eprintln!("  cannot read its database: {e}"),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -416,7 +530,33 @@ fn restart_one(
     Some(out)
 }
 
-type ClientResult = (BTreeMap<String, NameLog>, BTreeMap<String, u64>);
+type ClientResult = (
+    BTreeMap<String, NameLog>,
+    BTreeMap<String, u64>,
+    BTreeMap<String, u64>,
+);
+
+/// A failure's reason with the numbers (ports, sizes, ids) masked, so alike ones count together.
+fn reason(op: &str, r: &Result<ClientError, tokio::time::error::Elapsed>) -> String {
+    let text = match r {
+        Ok(e) => e.to_string(),
+        Err(_) => format!("no answer within {OP_TIMEOUT:?}"),
+    };
+    let mut out = format!("{op}: ");
+    let mut in_num = false;
+    for ch in text.chars().take(160) {
+        if ch.is_ascii_hexdigit() && (ch.is_ascii_digit() || in_num) {
+            if !in_num {
+                out.push('N');
+            }
+            in_num = true;
+        } else {
+            in_num = false;
+            out.push(ch);
+        }
+    }
+    out
+}
 
 /// One client: uploads new names, new versions of a few names, and deletes, each
 /// through a controller picked at random (failing over to the others).
@@ -428,6 +568,7 @@ async fn client_loop(
 ) -> ClientResult {
     let mut names: BTreeMap<String, NameLog> = BTreeMap::new();
     let mut ops: BTreeMap<String, u64> = BTreeMap::new();
+    let mut why: BTreeMap<String, u64> = BTreeMap::new();
     let count = |ops: &mut BTreeMap<String, u64>, k: &str| {
         *ops.entry(k.to_string()).or_default() += 1;
     };
@@ -464,9 +605,15 @@ async fn client_loop(
                     count(&mut ops, "delete_acked");
                 }
                 Ok(Err(ClientError::NotFound(_))) => count(&mut ops, "delete_not_found"),
-                Ok(Err(_)) | Err(_) => {
+                Ok(Err(e)) => {
                     log.delete = DeleteState::Uncertain;
                     count(&mut ops, "delete_failed");
+                    count(&mut why, &reason("delete", &Ok(e)));
+                }
+                Err(t) => {
+                    log.delete = DeleteState::Uncertain;
+                    count(&mut ops, "delete_failed");
+                    count(&mut why, &reason("delete", &Err(t)));
                 }
             }
             continue;
@@ -506,13 +653,19 @@ async fn client_loop(
                 log.acked.push((id, sha));
                 count(&mut ops, "upload_acked");
             }
-            Ok(Err(_)) | Err(_) => {
+            Ok(Err(e)) => {
                 log.attempted.push(sha);
                 count(&mut ops, "upload_failed");
+                count(&mut why, &reason("upload", &Ok(e)));
+            }
+            Err(t) => {
+                log.attempted.push(sha);
+                count(&mut ops, "upload_failed");
+                count(&mut why, &reason("upload", &Err(t)));
             }
         }
     }
-    (names, ops)
+    (names, ops, why)
 }
 
 /// Book-like text: words (some accented, some CJK) and line breaks.

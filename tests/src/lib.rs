@@ -66,6 +66,8 @@ pub struct NodeHandle {
     chunkserver: Option<Arc<redcloud_chunkserver::node::Node>>,
     /// Chunkservers: the scrub interval they start with.
     scrub_interval: Duration,
+    /// Chunkservers: the cluster secret they start with.
+    cluster_secret: Option<String>,
     /// Sockets bound (port 0) when the node was made, used by its first start, so
     /// no other test can take the ports in between.
     reserved: Option<(std::net::TcpListener, std::net::TcpListener)>,
@@ -131,6 +133,7 @@ impl NodeHandle {
             controller: None,
             chunkserver: None,
             scrub_interval,
+            cluster_secret: None,
         }
     }
 
@@ -189,6 +192,7 @@ impl NodeHandle {
         let controllers = self.controllers_http.clone();
         let ctl_config = self.controller_config.clone();
         let scrub_interval = self.scrub_interval;
+        let cluster_secret = self.cluster_secret.clone();
         let reserved = self.reserved.take();
         let sd = shutdown.clone();
         let thread = std::thread::Builder::new()
@@ -237,6 +241,7 @@ impl NodeHandle {
                             let mut cfg =
                                 redcloud_chunkserver::Config::for_test(data_dir, controllers);
                             cfg.scrub_interval = scrub_interval;
+                            cfg.cluster_secret = cluster_secret;
                             let listeners = redcloud_chunkserver::Listeners { grpc: g, http: h };
                             match redcloud_chunkserver::start(cfg, listeners, sd).await {
                                 Ok(r) => {
@@ -309,6 +314,8 @@ pub struct ClusterSpec {
     pub tweak: Option<fn(usize, &mut redcloud_controller::Config)>,
     /// How often chunkservers start a scrub pass.
     pub scrub_interval: Duration,
+    /// The cluster secret every node starts with (none: internal calls unauthenticated).
+    pub cluster_secret: Option<String>,
 }
 
 impl Default for ClusterSpec {
@@ -320,6 +327,7 @@ impl Default for ClusterSpec {
             chunk_size: redcloud_common::chunking::DEFAULT_CHUNK_SIZE as u64,
             tweak: None,
             scrub_interval: Duration::from_secs(3600),
+            cluster_secret: None,
         }
     }
 }
@@ -329,6 +337,8 @@ impl Default for ClusterSpec {
 pub struct TestCluster {
     pub controllers: Vec<NodeHandle>,
     pub chunkservers: Vec<NodeHandle>,
+    /// The secret the nodes share, if any; the chunk-API helper sends it.
+    pub cluster_secret: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -360,6 +370,7 @@ impl TestCluster {
             cfg.min_chunk_replicas = spec.min_chunk_replicas;
             cfg.chunk_size = spec.chunk_size;
             cfg.peers = peers.clone();
+            cfg.cluster_secret = spec.cluster_secret.clone();
             if let Some(tweak) = spec.tweak {
                 tweak(i, &mut cfg);
             }
@@ -371,11 +382,13 @@ impl TestCluster {
             .collect();
         let mut chunkservers = Vec::new();
         for i in 0..spec.chunkservers {
-            chunkservers.push(NodeHandle::new_chunkserver(
+            let mut cs = NodeHandle::new_chunkserver(
                 dir.path().join(format!("chunkserver-{i}")),
                 controllers_http.clone(),
                 spec.scrub_interval,
-            ));
+            );
+            cs.cluster_secret = spec.cluster_secret.clone();
+            chunkservers.push(cs);
         }
         for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
             n.start();
@@ -383,6 +396,7 @@ impl TestCluster {
         let cluster = TestCluster {
             controllers,
             chunkservers,
+            cluster_secret: spec.cluster_secret.clone(),
             _dir: dir,
         };
         let want = spec.chunkservers;
@@ -425,6 +439,7 @@ impl TestCluster {
         let mut cfg = redcloud_controller::Config::for_test(data_dir.clone());
         cfg.min_chunk_replicas = base.min_chunk_replicas;
         cfg.chunk_size = base.chunk_size;
+        cfg.cluster_secret = base.cluster_secret.clone();
         cfg.peers = self
             .controllers
             .iter()
@@ -447,6 +462,7 @@ impl TestCluster {
                 .collect(),
             Duration::from_secs(3600),
         );
+        node.cluster_secret = self.cluster_secret.clone();
         node.start();
         self.chunkservers.push(node);
         i
@@ -576,7 +592,7 @@ impl TestCluster {
     pub fn chunk_client(&self, i: usize) -> ChunkClient {
         let addr = self.chunkservers[i].grpc_addr.to_string();
         let ch = chunk_client::channel(&addr, chunk_client::Timeouts::default()).expect("channel");
-        ChunkClient::new(&addr, ch)
+        ChunkClient::new(&addr, ch).with_secret(self.cluster_secret.as_deref())
     }
 
     /// Where chunkserver `i` keeps chunk `id` on disk.

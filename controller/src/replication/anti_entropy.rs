@@ -40,6 +40,9 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
     for _ in 0..MAX_ROUNDS {
         node.metrics.anti_entropy_rounds.inc();
         let vector = node.db.call(|s| Ok(s.vector())).await?;
+        // The peer computes its answer after this moment: a complete answer means we
+        // hold everything it held at or after it (chunk GC relies on this time).
+        let asked_at = redcloud_common::now_ms();
         let syn = encode(&Summary {
             from: node.id.clone(),
             from_http: node.http_addr(),
@@ -63,7 +66,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             .call(move |s| {
                 let complete = delta.complete.then_some(&their_vector);
                 let changed = s.apply_delta(delta.records, &delta.superseded, complete)?;
-                s.note_peer_vector(&peer_id, &their_vector, delta.complete)?;
+                s.note_peer_vector(&peer_id, &their_vector, delta.complete.then_some(asked_at))?;
                 Ok(changed)
             })
             .await?;

@@ -18,12 +18,17 @@ pub mod net;
 pub mod peers;
 pub mod tombstone_gc;
 
+use std::time::Duration;
+
 use redcloud_common::NodeId;
 use redcloud_common::replication::VersionVector;
 use serde::{Deserialize, Serialize};
 
 use crate::db::Delta;
 use crate::records::Record;
+
+/// Longest one controller-to-controller call may take (a large delta from a busy peer).
+pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Push: records the receiver may not have (`/internal/gossip/receive`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,8 +73,15 @@ pub fn collect(store: &mut Store, horizon: HlcTimestamp) -> Result<Purged> {
     let tx = store.conn.transaction()?;
     let mut purged = Purged::default();
     for table in Table::ALL {
+        // Only tombstones are candidates (through a partial index), except name
+        // deletion markers, which are live rows that go once they hide nothing.
+        let only_tombstones = if table == Table::Deletions {
+            ""
+        } else {
+            " AND deleted = 1"
+        };
         let sql = format!(
-            "SELECT {}, origin, seq, hlc, deleted FROM {} WHERE hlc <= ?1",
+            "SELECT {}, origin, seq, hlc, deleted FROM {} WHERE hlc <= ?1{only_tombstones}",
             records::key_expr(table),
             table.name()
         );
@@ -122,30 +129,26 @@ pub fn collect(store: &mut Store, horizon: HlcTimestamp) -> Result<Purged> {
                 continue;
             }
             records::delete_row(&tx, table, &key)?;
+            db::retire_log(&tx, &origin, seq as u64)?;
             if table == Table::Files {
                 // The version's chunk list goes with it.
+                if let Some(v) = records::load_version(&tx, Table::Chunks, &key)? {
+                    db::retire_log(&tx, &v.origin, v.seq)?;
+                }
                 records::delete_row(&tx, Table::Chunks, &key)?;
             }
             purged.tombstones += 1;
         }
     }
-    // Log entries every controller has seen that no longer name a current row.
+    // Log entries every controller has seen that no longer name a current row: a
+    // write is marked superseded (empty table_name) when its row is overwritten or
+    // purged, so this is a range of the partial index, not a scan of the log.
     for (origin, &upto) in &floor.0 {
-        purged.log_entries += tx.execute(
-            "DELETE FROM gossip_log WHERE origin = ?1 AND seq <= ?2 AND table_name = ''",
-            params![origin.as_str(), upto as i64],
-        )?;
-        for table in Table::ALL {
-            let sql = format!(
-                "DELETE FROM gossip_log WHERE origin = ?1 AND seq <= ?2 AND table_name = '{}'
-                   AND NOT EXISTS (SELECT 1 FROM {t} WHERE {k} = gossip_log.row_key
-                                   AND {t}.origin = gossip_log.origin AND {t}.seq = gossip_log.seq)",
-                table.name(),
-                t = table.name(),
-                k = records::key_expr(table),
-            );
-            purged.log_entries += tx.execute(&sql, params![origin.as_str(), upto as i64])?;
-        }
+        purged.log_entries += tx
+            .prepare_cached(
+                "DELETE FROM gossip_log WHERE origin = ?1 AND seq <= ?2 AND table_name = ''",
+            )?
+            .execute(params![origin.as_str(), upto as i64])?;
     }
     tx.commit()?;
     Ok(purged)

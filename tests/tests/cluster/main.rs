@@ -6,6 +6,7 @@ mod t15_chunk_api;
 mod t20_chunkserver_loss;
 mod t30_corruption;
 mod t40_malformed;
+mod t45_cluster_secret;
 mod t50_replication;
 mod t55_tombstone_gc;
 mod t60_repair;

@@ -120,7 +120,8 @@ async fn scrub_finds_a_flipped_byte_and_repair_restores_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_every_file_frees_every_chunk_everywhere() {
     let cluster = TestCluster::with(ClusterSpec {
-        tweak: Some(|_, cfg| cfg.chunk_gc_grace = Duration::ZERO),
+        // The shortest grace accepted (it also bounds an upload's duration).
+        tweak: Some(|_, cfg| cfg.chunk_gc_grace = redcloud_controller::config::MIN_CHUNK_GC_GRACE),
         ..Default::default()
     })
     .await;

@@ -1,0 +1,120 @@
+//! With a cluster secret, the internal surfaces — the chunk API (reads and writes)
+//! and the controllers' `/internal/` routes — refuse calls without it, while the
+//! nodes themselves (uploads, downloads, heartbeats, gossip, repair) keep working.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redcloud_common::ChunkId;
+use redcloud_proto::chunk_client::{self, ChunkCallError, ChunkClient, Timeouts};
+use redcloud_tests::{ClusterSpec, TestCluster, wait_until};
+
+const SECRET: &str = "s3cret-for-tests";
+
+fn client(cluster: &TestCluster, i: usize, secret: Option<&str>) -> ChunkClient {
+    let addr = cluster.chunkservers[i].grpc_addr.to_string();
+    let ch = chunk_client::channel(&addr, Timeouts::default()).expect("channel");
+    ChunkClient::new(&addr, ch).with_secret(secret)
+}
+
+fn unauthenticated<T: std::fmt::Debug>(r: Result<T, ChunkCallError>) -> bool {
+    matches!(r, Err(ChunkCallError::Failed { status, .. }) if status.code() == tonic::Code::Unauthenticated)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_calls_without_the_cluster_secret_are_refused() {
+    let mut cluster = TestCluster::with(ClusterSpec {
+        controllers: 2,
+        chunkservers: 2,
+        cluster_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+
+    // The nodes authenticate each other: an upload through one controller is stored on
+    // both chunkservers and downloads through the other once gossip brought it there.
+    let data = Bytes::from("It was the best of times, it was the worst of times.\n".repeat(2000));
+    let mut c0 = cluster.client().await;
+    c0.upload_bytes(data.clone(), "tale.txt", false)
+        .await
+        .expect("upload with a secret-protected cluster");
+    let addr1 = cluster.controller_addr(1);
+    wait_until(
+        "controller 1 serves the upload",
+        Duration::from_secs(20),
+        || {
+            let (addr1, data) = (addr1.clone(), data.clone());
+            async move {
+                let Ok(mut c1) = redcloud_cli::Client::connect(&[addr1]).await else {
+                    return false;
+                };
+                matches!(c1.download_bytes("tale.txt", None).await, Ok((_, d)) if d == data)
+            }
+        },
+    )
+    .await;
+
+    // Without the secret, or with a wrong one, the chunk API refuses reads and writes.
+    let stored = cluster
+        .chunk_client(0)
+        .list()
+        .await
+        .expect("list with the secret");
+    assert!(!stored.is_empty());
+    let chunk = stored[0];
+    for bad in [None, Some("wrong-secret")] {
+        let c = client(&cluster, 0, bad);
+        assert!(unauthenticated(c.list().await), "{bad:?}: list");
+        assert!(unauthenticated(c.get(chunk).await), "{bad:?}: get");
+        assert!(unauthenticated(c.delete(chunk).await), "{bad:?}: delete");
+        assert!(unauthenticated(c.stat(&[chunk]).await), "{bad:?}: stat");
+        let intruder = Bytes::from_static(b"not a book");
+        assert!(
+            unauthenticated(c.put(ChunkId::of(&intruder), intruder).await),
+            "{bad:?}: put"
+        );
+        assert!(
+            unauthenticated(
+                c.replicate_from(chunk, &cluster.chunkservers[1].grpc_addr.to_string())
+                    .await
+            ),
+            "{bad:?}: replicate"
+        );
+    }
+    // Nothing was deleted or written by those calls.
+    let after = cluster.chunk_client(0).list().await.expect("list");
+    assert_eq!(after.len(), stored.len());
+    assert!(after.contains(&chunk));
+
+    // The controllers' internal routes answer 401 without it; /health stays open.
+    let anon = redcloud_common::http::HttpClient::new(Duration::from_secs(5), None);
+    let wrong = redcloud_common::http::HttpClient::new(Duration::from_secs(5), Some("nope".into()));
+    let addr = cluster.controllers[0].http_addr.to_string();
+    for http in [&anon, &wrong] {
+        let e = http
+            .get(&addr, "/internal/peers")
+            .await
+            .expect_err("internal route without the secret");
+        assert!(e.to_string().contains("401"), "{e}");
+    }
+    anon.get(&addr, "/health").await.expect("health is public");
+    let right = redcloud_common::http::HttpClient::new(Duration::from_secs(5), Some(SECRET.into()));
+    right
+        .get(&addr, "/internal/peers")
+        .await
+        .expect("internal route with the secret");
+
+    // A new chunkserver (started with the secret) is filled by repair: chunkserver to
+    // chunkserver copies carry the secret too.
+    let n = cluster.add_chunkserver();
+    let want = stored.len();
+    wait_until(
+        "the new chunkserver holds every chunk",
+        Duration::from_secs(30),
+        || {
+            let c = cluster.chunk_client(n);
+            async move { c.list().await.is_ok_and(|l| l.len() >= want) }
+        },
+    )
+    .await;
+}
