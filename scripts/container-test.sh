@@ -124,6 +124,20 @@ docker network disconnect "$net" ctl-3-$$
 docker network disconnect "$net" cs-3-$$
 a="$(ip_of ctl-1-$$):8700"
 b="$(ip_of ctl-3-$$ "$side"):8700"
+# Writes on the cut-off side need its chunkserver: cs-3 must first find ctl-3 at its
+# new address and report its own (by DNS and heartbeat, a few seconds; on an overlay
+# network the alias can take longer to appear on the new network).
+side_ready() {
+  CLI_NET=$side cli "$b" cluster status --json | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+ok = any(c["healthy"] and c["answered"] and c["grpc_address"].startswith(sys.argv[1] + ":")
+         for c in s["chunkservers"])
+sys.exit(0 if ok else 1)' "$(ip_of cs-3-$$ "$side")"
+}
+cut=$SECONDS
+wait_for 60 "ctl-3 sees cs-3 at its address on the cut-off network" side_ready
+echo "    (the cut-off side could store chunks $((SECONDS - cut)) s after the disconnect)"
 deleted=("${first[0]}" "${first[1]}")
 cli "$a" rm "${first[0]}" >/dev/null
 CLI_NET=$side cli "$b" rm "${first[1]}" >/dev/null

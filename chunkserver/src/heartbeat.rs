@@ -1,12 +1,20 @@
-//! The heartbeat worker: every interval, find the controllers (DNS names or seeds)
-//! and tell each this node's address, capacity, usage and chunk count.
+//! The heartbeat worker: every interval, tell each controller this node's address,
+//! capacity, usage and chunk count.
+//!
+//! Controllers are found by DNS names or seeds, resolved on a task of their own: a
+//! resolution that stalls (a network alias not yet known on a network the container
+//! was just moved to, a DNS server forwarding to one that does not answer) must not
+//! delay heartbeats to the controllers already known, or every controller would
+//! declare this node dead while it is reachable.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use redcloud_common::discovery::Resolver;
 use redcloud_common::http::HttpClient;
 use redcloud_common::wire::{Heartbeat, HeartbeatAck};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::CONTROLLER_HTTP_PORT;
@@ -20,22 +28,49 @@ pub async fn run(
     secret: Option<String>,
     shutdown: CancellationToken,
 ) {
-    let resolver = Resolver::new();
     let client = HttpClient::new(interval.max(Duration::from_secs(1)), secret);
+    let (tx, mut resolved_rx) = watch::channel::<Option<Vec<SocketAddr>>>(None);
+    tokio::spawn(resolve_loop(
+        controllers.clone(),
+        interval,
+        tx,
+        shutdown.clone(),
+    ));
+    // The first heartbeat waits for the first resolution (nothing is known before).
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = resolved_rx.wait_for(Option::is_some) => if r.is_err() { return },
+    }
     let mut last_reached = usize::MAX;
     // Controllers learned from heartbeat answers (their gossiped peer lists), with
     // consecutive failures; forgotten after a few, so departed ones stop costing time.
     let mut learned: std::collections::HashMap<String, u32> = Default::default();
+    // This node's address is the one it uses to reach the controllers that answered
+    // the last round (then the resolved ones): after a move to another network, the
+    // names may still resolve to addresses on the old one for a while, and an
+    // address detected towards those would be routed by default (on an overlay
+    // network via `docker_gwbridge`, which no other container can reach).
+    let mut answered: Vec<SocketAddr> = Vec::new();
+    // The address last detected that way: kept while no controller is known.
+    let mut last_addrs: Option<(String, String)> = None;
     loop {
-        let resolved = resolver
-            .resolve_all(&controllers, CONTROLLER_HTTP_PORT)
-            .await;
+        let resolved = resolved_rx.borrow_and_update().clone().unwrap_or_default();
         let mut targets: Vec<String> = resolved.iter().map(|a| a.to_string()).collect();
         targets.extend(learned.keys().cloned());
         targets.sort();
         targets.dedup();
         let (capacity, free) = node.disk_space();
-        let addrs = node.current_addrs(&resolved);
+        let towards: Vec<SocketAddr> = answered.iter().chain(&resolved).copied().collect();
+        let addrs = match (&last_addrs, towards.is_empty()) {
+            (Some(a), true) => a.clone(),
+            _ => {
+                let a = node.current_addrs(&towards);
+                if !towards.is_empty() {
+                    last_addrs = Some(a.clone());
+                }
+                a
+            }
+        };
         let hb = Heartbeat {
             node_id: node.id.clone(),
             grpc_addr: addrs.0,
@@ -67,9 +102,11 @@ pub async fn run(
         });
         let results = futures::future::join_all(calls).await;
         let mut reached = 0;
+        answered.clear();
         for (addr, r) in targets.iter().zip(results) {
             match r {
                 Ok(ack) => {
+                    answered.extend(addr.parse::<SocketAddr>());
                     if let Some(f) = learned.get_mut(addr) {
                         *f = 0;
                     }
@@ -99,6 +136,39 @@ pub async fn run(
                 );
             }
             last_reached = reached;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Resolves `controllers` every `interval` and publishes the addresses; a slow
+/// resolution delays only the next one.
+async fn resolve_loop(
+    controllers: Vec<String>,
+    interval: Duration,
+    tx: watch::Sender<Option<Vec<SocketAddr>>>,
+    shutdown: CancellationToken,
+) {
+    let resolver = Resolver::new();
+    loop {
+        let started = tokio::time::Instant::now();
+        let resolved = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = resolver.resolve_all(&controllers, CONTROLLER_HTTP_PORT) => r,
+        };
+        let took = started.elapsed();
+        if took > interval * 3 {
+            tracing::warn!(
+                ?controllers,
+                "resolving the controllers took {:.1} s; heartbeats went on to the ones already known",
+                took.as_secs_f64()
+            );
+        }
+        if tx.send(Some(resolved)).is_err() {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

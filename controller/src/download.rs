@@ -171,13 +171,14 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
                     e,
                     redcloud_proto::chunk_client::ChunkCallError::Unreachable { .. }
                 ) {
-                    node.registry.report_failure(id);
+                    node.chunk_call_failed(id, addr);
                 }
                 tracing::warn!(chunk = %chunk.chunk_id, "chunk read failed, trying another replica: {e}");
                 tried.push(e.to_string());
             }
             Err(_) => {
-                node.registry.report_failure(id);
+                node.chunk_call_failed(id, addr);
+                tracing::warn!(chunk = %chunk.chunk_id, "chunk read from {addr}: no answer within {READ_TIMEOUT:?}, trying another replica");
                 tried.push(format!("{addr}: no answer within {READ_TIMEOUT:?}"));
             }
         }

@@ -180,6 +180,19 @@ impl Node {
         Ok(c)
     }
 
+    /// A call to chunkserver `id` at `addr` failed as unreachable or timed out: it is
+    /// not picked again until its next heartbeat, and its cached connection is
+    /// dropped. A connection whose path died (this container moved to another
+    /// network and back, or the peer's address was reused) can look open while
+    /// every call on it hangs until its timeout; the next call dials afresh.
+    pub fn chunk_call_failed(&self, id: &NodeId, addr: &str) {
+        self.registry.report_failure(id);
+        self.clients
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
+    }
+
     /// Takes in records learned from a peer that changed our state: updates the
     /// peer set and chunkserver registry they describe, and passes them on.
     pub async fn learned(self: &Arc<Self>, changed: Vec<Record>, from: Option<NodeId>) {

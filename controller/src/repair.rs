@@ -118,7 +118,7 @@ async fn pass(
     for (cs, r) in listings {
         match r {
             Some(ids) => held.push((cs, ids.into_iter().collect())),
-            None => node.registry.report_failure(&cs.node_id),
+            None => node.chunk_call_failed(&cs.node_id, &cs.grpc_addr),
         }
     }
     if held.is_empty() {

@@ -276,7 +276,7 @@ async fn place_chunk(
     };
     let in_flight = InFlight::new(&node, id);
     let (tx, mut rx) =
-        mpsc::unbounded_channel::<(NodeId, std::result::Result<bool, ChunkCallError>)>();
+        mpsc::unbounded_channel::<(ChunkserverRecord, std::result::Result<bool, ChunkCallError>)>();
     for t in targets.iter() {
         let tx = tx.clone();
         let data = data.clone();
@@ -287,7 +287,7 @@ async fn place_chunk(
                 Ok(c) => c.put(id, data).await,
                 Err(e) => Err(e),
             };
-            let _ = tx.send((target.node_id, r));
+            let _ = tx.send((target, r));
         });
     }
     drop(tx);
@@ -304,11 +304,11 @@ async fn place_chunk(
         };
         let Some((target, result)) = next else { break };
         match result {
-            Ok(_) => holders.push(target),
+            Ok(_) => holders.push(target.node_id),
             Err(e) => {
                 node.metrics.chunk_put_failures.inc();
                 if matches!(e, ChunkCallError::Unreachable { .. }) {
-                    node.registry.report_failure(&target);
+                    node.chunk_call_failed(&target.node_id, &target.grpc_addr);
                 }
                 tracing::warn!(chunk = %id, "chunk write failed: {e}");
                 errors.push(e.to_string());
@@ -345,7 +345,7 @@ async fn place_chunk(
         while let Some((target, result)) = rx.recv().await {
             match result {
                 Ok(_) => {
-                    let loc = vec![(id, target)];
+                    let loc = vec![(id, target.node_id)];
                     match late_node
                         .db
                         .call(move |s| db::record_locations(s, &loc))
@@ -357,6 +357,9 @@ async fn place_chunk(
                 }
                 Err(e) => {
                     late_node.metrics.chunk_put_failures.inc();
+                    if matches!(e, ChunkCallError::Unreachable { .. }) {
+                        late_node.chunk_call_failed(&target.node_id, &target.grpc_addr);
+                    }
                     tracing::warn!(chunk = %id, "late chunk write failed: {e}");
                 }
             }

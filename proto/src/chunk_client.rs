@@ -49,6 +49,9 @@ impl Default for Timeouts {
     }
 }
 
+/// HTTP/2 ping interval, and how long a ping may go unanswered, on chunk channels.
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+
 /// A lazily connecting channel to `addr` (`host:port`).
 pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
     let ep = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
@@ -61,6 +64,12 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
         .connect_timeout(t.connect)
         .timeout(t.request)
         .tcp_nodelay(true)
+        // A connection whose path died (a container moved to another network and
+        // back) can stay open with no RST ever coming; pings find it within
+        // KEEPALIVE x 2 and the channel dials again on the next call.
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_while_idle(true)
         .http2_adaptive_window(true)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod corpus;
 pub mod fault_run;
+pub mod proxy;
 
 /// Polls `check` every 20 ms until it returns true; panics naming `what` after `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
@@ -68,6 +69,8 @@ pub struct NodeHandle {
     scrub_interval: Duration,
     /// Chunkservers: the cluster secret they start with.
     cluster_secret: Option<String>,
+    /// Chunkservers: the address advertised instead of the detected one.
+    advertise: Option<String>,
     /// Sockets bound (port 0) when the node was made, used by its first start, so
     /// no other test can take the ports in between.
     reserved: Option<(std::net::TcpListener, std::net::TcpListener)>,
@@ -134,6 +137,7 @@ impl NodeHandle {
             chunkserver: None,
             scrub_interval,
             cluster_secret: None,
+            advertise: None,
         }
     }
 
@@ -193,6 +197,7 @@ impl NodeHandle {
         let ctl_config = self.controller_config.clone();
         let scrub_interval = self.scrub_interval;
         let cluster_secret = self.cluster_secret.clone();
+        let advertise = self.advertise.clone();
         let reserved = self.reserved.take();
         let sd = shutdown.clone();
         let thread = std::thread::Builder::new()
@@ -242,6 +247,7 @@ impl NodeHandle {
                                 redcloud_chunkserver::Config::for_test(data_dir, controllers);
                             cfg.scrub_interval = scrub_interval;
                             cfg.cluster_secret = cluster_secret;
+                            cfg.advertise_addr = advertise;
                             let listeners = redcloud_chunkserver::Listeners { grpc: g, http: h };
                             match redcloud_chunkserver::start(cfg, listeners, sd).await {
                                 Ok(r) => {
@@ -453,6 +459,15 @@ impl TestCluster {
 
     /// Starts one more (empty) chunkserver reporting to every controller; returns its index.
     pub fn add_chunkserver(&mut self) -> usize {
+        self.add_chunkserver_advertising(|_| None)
+    }
+
+    /// Adds a chunkserver that advertises `advertise(its gRPC address)` (e.g. a
+    /// proxy in front of it) instead of its own address; waits until it has started.
+    pub fn add_chunkserver_advertising(
+        &mut self,
+        advertise: impl FnOnce(SocketAddr) -> Option<String>,
+    ) -> usize {
         let i = self.chunkservers.len();
         let mut node = NodeHandle::new_chunkserver(
             self._dir.path().join(format!("chunkserver-{i}")),
@@ -463,6 +478,7 @@ impl TestCluster {
             Duration::from_secs(3600),
         );
         node.cluster_secret = self.cluster_secret.clone();
+        node.advertise = advertise(node.grpc_addr);
         node.start();
         self.chunkservers.push(node);
         i

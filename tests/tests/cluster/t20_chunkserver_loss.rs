@@ -2,7 +2,8 @@
 //! and with no chunkserver at all the answer is a clear error.
 
 use redcloud_cli::ClientError;
-use redcloud_tests::{TestCluster, corpus};
+use redcloud_tests::proxy::FreezableProxy;
+use redcloud_tests::{ClusterSpec, TestCluster, corpus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_and_uploads_survive_a_killed_chunkserver() {
@@ -73,5 +74,87 @@ async fn downloads_and_uploads_survive_a_killed_chunkserver() {
     assert_eq!(
         hex::encode(redcloud_common::hash::sha256(&data)),
         books[1].sha256
+    );
+}
+
+/// A connection to a chunkserver can die without a sound: the path under it went
+/// away (a container moved to another network and back) and no FIN or RST ever
+/// comes. The controller must not go on sending reads into it: once a read there
+/// fails, the next one goes over a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_chunkserver_connection_is_replaced() {
+    let mut cluster = TestCluster::with(ClusterSpec {
+        chunkservers: 1,
+        min_chunk_replicas: 2,
+        chunk_size: 64 * 1024,
+        ..Default::default()
+    })
+    .await;
+    let proxy = FreezableProxy::start().await;
+    let p = cluster.add_chunkserver_advertising(|grpc| {
+        proxy.forward_to(grpc);
+        Some(proxy.addr().to_string())
+    });
+    cluster.wait_healthy_chunkservers(0, 2).await;
+    let mut client = cluster.client().await;
+    let book = corpus::catalog()
+        .into_iter()
+        .find(|b| (1_000_000..3_000_000).contains(&b.bytes))
+        .expect("a book of 1-3 MB in the corpus");
+    client
+        .upload_file(&book.path(), &book.file, false, |_| {})
+        .await
+        .expect("upload");
+    let reads_through_proxy = || {
+        cluster.chunkservers[p]
+            .chunkserver()
+            .metrics
+            .chunks_read
+            .get()
+    };
+    let download = |data: &[u8]| {
+        assert_eq!(
+            hex::encode(redcloud_common::hash::sha256(data)),
+            book.sha256,
+            "downloaded bytes differ"
+        );
+    };
+    // Reads spread over both copies: some go through the proxy.
+    let before = reads_through_proxy();
+    let (_, data) = client
+        .download_bytes(&book.file, None)
+        .await
+        .expect("download");
+    download(&data);
+    assert!(
+        reads_through_proxy() > before,
+        "no read went to the chunkserver behind the proxy"
+    );
+
+    let connections = proxy.accepted();
+    proxy.freeze();
+    let frozen_at = reads_through_proxy();
+    // Every download must still succeed (the other copy answers), and within the
+    // deadline reads must reach the proxied chunkserver again, over a new connection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut downloads = 0;
+    while reads_through_proxy() == frozen_at {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {downloads} downloads in 90 s, no read reached the chunkserver behind the \
+             dead connection again ({} connections before the freeze, {} now)",
+            connections,
+            proxy.accepted()
+        );
+        let (_, data) = client
+            .download_bytes(&book.file, None)
+            .await
+            .expect("download while a connection is dead");
+        download(&data);
+        downloads += 1;
+    }
+    assert!(
+        proxy.accepted() > connections,
+        "reads resumed without a new connection"
     );
 }
