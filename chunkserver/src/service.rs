@@ -178,10 +178,19 @@ impl Chunkserver for ChunkService {
         &self,
         request: Request<chunk::DeleteChunkRequest>,
     ) -> Result<Response<chunk::DeleteChunkResponse>, Status> {
-        let id = convert::chunk_id("chunk_id", &request.get_ref().chunk_id)?;
+        let req = request.into_inner();
+        let id = convert::chunk_id("chunk_id", &req.chunk_id)?;
+        let window = std::time::Duration::from_millis(req.unless_written_within_ms);
         let store = self.node.store.clone();
-        let existed = blocking(move || store.remove(&id)).await?;
-        Ok(Response::new(chunk::DeleteChunkResponse { existed }))
+        let outcome = blocking(move || store.remove_unless_written_within(&id, window)).await?;
+        use crate::store::RemoveOutcome;
+        if outcome == RemoveOutcome::KeptRecentlyWritten {
+            tracing::info!(chunk = %id, "delete refused: the chunk was written within {window:?}; an upload may be using it");
+        }
+        Ok(Response::new(chunk::DeleteChunkResponse {
+            existed: outcome != RemoveOutcome::NotHeld,
+            kept_recently_written: outcome == RemoveOutcome::KeptRecentlyWritten,
+        }))
     }
 
     async fn replicate_from_peer(
@@ -191,7 +200,8 @@ impl Chunkserver for ChunkService {
         let req = request.into_inner();
         let id = convert::chunk_id("chunk_id", &req.chunk_id)?;
         let source = convert::required("source_address", &req.source_address)?;
-        if self.node.store.contains(&id) {
+        let store = self.node.store.clone();
+        if blocking(move || store.touch(&id)).await? {
             return Ok(Response::new(chunk::ReplicateFromPeerResponse {
                 already_present: true,
                 bytes_copied: 0,

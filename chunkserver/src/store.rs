@@ -47,6 +47,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
+/// What a conditional removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveOutcome {
+    Removed,
+    NotHeld,
+    /// Written or offered again too recently: kept.
+    KeptRecentlyWritten,
+}
+
 /// Whether a put stored new bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -135,7 +144,7 @@ impl ChunkStore {
             });
         }
         let path = self.path_of(id);
-        if path.is_file() {
+        if self.touch(id)? {
             return Ok(PutOutcome::AlreadyPresent);
         }
         let tmp = self
@@ -157,6 +166,7 @@ impl ChunkStore {
             let _g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
             if path.is_file() {
                 let _ = fs::remove_file(&tmp);
+                touch_file(&path)?;
                 PutOutcome::AlreadyPresent
             } else {
                 fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -190,22 +200,58 @@ impl ChunkStore {
         Ok(Bytes::from(buf))
     }
 
-    /// Removes a chunk; returns whether it was there.
-    pub fn remove(&self, id: &ChunkId) -> Result<bool, StoreError> {
+    /// Marks a held chunk as written now (its file's modification time), as a put
+    /// of bytes already held or a replication request for them does: whoever offered
+    /// them may be about to commit a file that uses them. Returns whether it is held.
+    pub fn touch(&self, id: &ChunkId) -> Result<bool, StoreError> {
         let path = self.path_of(id);
         let _g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
-        let len = match fs::metadata(&path) {
-            Ok(m) => m.len(),
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+        touch_file(&path)
+    }
+
+    /// Removes a chunk; returns whether it was there.
+    pub fn remove(&self, id: &ChunkId) -> Result<bool, StoreError> {
+        Ok(
+            self.remove_unless_written_within(id, std::time::Duration::ZERO)?
+                == RemoveOutcome::Removed,
+        )
+    }
+
+    /// Removes a chunk unless it was written or touched within `window` (by this
+    /// host's clock; a modification time in the future counts as recent). The
+    /// check and the removal are one step with respect to puts and touches.
+    pub fn remove_unless_written_within(
+        &self,
+        id: &ChunkId,
+        window: std::time::Duration,
+    ) -> Result<RemoveOutcome, StoreError> {
+        let path = self.path_of(id);
+        let _g = self.commit.lock().unwrap_or_else(|e| e.into_inner());
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(RemoveOutcome::NotHeld),
             Err(e) => return Err(io(&path)(e)),
         };
+        if !window.is_zero() {
+            let recent = match meta.modified() {
+                Ok(m) => match std::time::SystemTime::now().duration_since(m) {
+                    Ok(age) => age < window,
+                    Err(_) => true, // modified "in the future": the clock went back
+                },
+                Err(_) => true, // no modification time on this file system: be safe
+            };
+            if recent {
+                return Ok(RemoveOutcome::KeptRecentlyWritten);
+            }
+        }
+        let len = meta.len();
         match fs::remove_file(&path) {
             Ok(()) => {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 self.bytes.fetch_sub(len, Ordering::Relaxed);
-                Ok(true)
+                Ok(RemoveOutcome::Removed)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(RemoveOutcome::NotHeld),
             Err(e) => Err(io(&path)(e)),
         }
     }
@@ -237,6 +283,20 @@ impl ChunkStore {
     }
 }
 
+/// Sets `path`'s modification time to now; `false` if there is no such file. Call
+/// with the store's commit lock held.
+fn touch_file(path: &Path) -> Result<bool, StoreError> {
+    match File::options().write(true).open(path) {
+        Ok(f) => {
+            f.set_modified(std::time::SystemTime::now())
+                .map_err(io(path))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(path)(e)),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
@@ -244,6 +304,66 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_written_or_offered_again_within_the_window_is_kept() {
+        use std::time::{Duration, SystemTime};
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).unwrap();
+        let data = b"a chunk an upload elsewhere may be using".to_vec();
+        let id = ChunkId::of(&data);
+        let age = |store: &ChunkStore, by: Duration| {
+            File::options()
+                .write(true)
+                .open(store.path_of(&id))
+                .unwrap()
+                .set_modified(SystemTime::now() - by)
+                .unwrap();
+        };
+        let hour = Duration::from_secs(3600);
+        store.put(&id, &data).unwrap();
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::KeptRecentlyWritten
+        );
+        // Written two hours ago, then offered again by a put: kept.
+        age(&store, 2 * hour);
+        assert_eq!(store.put(&id, &data).unwrap(), PutOutcome::AlreadyPresent);
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::KeptRecentlyWritten
+        );
+        // ... or by a replication request (touch): kept.
+        age(&store, 2 * hour);
+        assert!(store.touch(&id).unwrap());
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::KeptRecentlyWritten
+        );
+        // A modification time in the future (the clock went back) counts as recent.
+        File::options()
+            .write(true)
+            .open(store.path_of(&id))
+            .unwrap()
+            .set_modified(SystemTime::now() + hour)
+            .unwrap();
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::KeptRecentlyWritten
+        );
+        // Untouched for longer than the window: removed.
+        age(&store, 2 * hour);
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::Removed
+        );
+        assert_eq!(store.chunk_count(), 0);
+        assert_eq!(
+            store.remove_unless_written_within(&id, hour).unwrap(),
+            RemoveOutcome::NotHeld
+        );
+        assert!(!store.touch(&id).unwrap());
+    }
 
     #[test]
     fn put_get_remove_and_corruption() {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use redcloud_common::metrics::{Counter, Exposition};
+use redcloud_common::metrics::{Counter, Exposition, Gauge};
 use std::sync::Arc;
 
 use redcloud_common::{Hlc, NodeId};
@@ -44,6 +44,11 @@ pub struct Metrics {
     pub repair_bytes: Counter,
     pub repair_failures: Counter,
     pub chunks_collected: Counter,
+    /// Deletes of unreferenced chunks a chunkserver refused: written too recently.
+    pub chunks_kept_recently_written: Counter,
+    /// Unreferenced chunks past the grace whose deletion waits for a sync with
+    /// every controller (at the last pass).
+    pub chunk_gc_waiting_for_sync: Gauge,
     pub books_indexed: Counter,
     pub searches: Counter,
 }
@@ -306,7 +311,7 @@ impl Node {
         let cs = self.registry.snapshot();
         let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
         let repair = self.repair_report();
-        let counters: [(&str, &str, u64); 28] = [
+        let counters: [(&str, &str, u64); 29] = [
             ("uploads_total", "Uploads acknowledged.", m.uploads.get()),
             (
                 "upload_bytes_total",
@@ -430,6 +435,11 @@ impl Node {
                 m.chunks_collected.get(),
             ),
             (
+                "chunks_kept_recently_written_total",
+                "Deletes of unreferenced chunks refused by a chunkserver: written within the window (an upload may use them).",
+                m.chunks_kept_recently_written.get(),
+            ),
+            (
                 "chunk_copies_lost_total",
                 "Live chunks found with no healthy copy.",
                 repair.lost_chunks,
@@ -440,7 +450,12 @@ impl Node {
                 repair.missing_copies_seen,
             ),
         ];
-        let gauges: [(&str, &str, u64); 4] = [
+        let gauges: [(&str, &str, u64); 5] = [
+            (
+                "chunk_gc_waiting_for_sync",
+                "Unreferenced chunks past the grace, waiting for a sync with every controller.",
+                m.chunk_gc_waiting_for_sync.get(),
+            ),
             ("chunkservers", "Chunkservers known.", cs.len() as u64),
             ("chunkservers_healthy", "Chunkservers healthy.", healthy),
             (

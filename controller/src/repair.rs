@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redcloud_common::{ChunkId, NodeId};
+use redcloud_proto::chunk_client::Deleted;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -333,6 +334,7 @@ async fn collect_garbage(
         .map(|(c, (_, w))| (*c, *w))
         .collect();
     if candidates.is_empty() {
+        node.metrics.chunk_gc_waiting_for_sync.set(0);
         return Ok(0);
     }
     // An upload commits within UPLOAD_TIME_LIMIT (< the grace) of its start, and it
@@ -355,10 +357,17 @@ async fn collect_garbage(
             Ok((synced, referenced))
         })
         .await?;
+    let grace_ms = grace.as_millis() as u64;
+    let waiting = candidates
+        .iter()
+        .filter(|(c, w)| {
+            !referenced.contains(c) && synced_at.is_none_or(|s| w.saturating_add(grace_ms) >= s)
+        })
+        .count();
+    node.metrics.chunk_gc_waiting_for_sync.set(waiting as u64);
     let Some(synced_at) = synced_at else {
         return Ok(0);
     };
-    let grace_ms = grace.as_millis() as u64;
     let candidates: Vec<(ChunkId, u64)> = candidates
         .into_iter()
         .filter(|(c, w)| {
@@ -367,6 +376,13 @@ async fn collect_garbage(
                 && !node.is_in_flight(c)
         })
         .collect();
+    // An upload on a peer that committed after that peer's last answer to us is not
+    // in our references; it started less than the upload time limit (< the grace)
+    // before its commit, and offered its chunks after its start. So a chunkserver
+    // deletes a chunk only if nobody wrote or offered it to it since the grace
+    // before that answer: the window reaches from then to the delete's arrival.
+    let since_sync = Duration::from_millis(redcloud_common::now_ms().saturating_sub(synced_at));
+    let window = since_sync + grace;
     let mut collected = 0;
     for (chunk, _) in candidates {
         let mut all_ok = true;
@@ -375,10 +391,18 @@ async fn collect_garbage(
                 continue;
             }
             let r = match node.chunk_client(&cs.grpc_addr) {
-                Ok(c) => c.delete(chunk).await.map_err(|e| e.to_string()),
+                Ok(c) => c
+                    .delete_unless_written_within(chunk, window)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             match r {
+                Ok(Deleted::KeptRecentlyWritten) => {
+                    all_ok = false;
+                    node.metrics.chunks_kept_recently_written.inc();
+                    tracing::info!(chunk = %chunk, node = %cs.node_id, "unreferenced chunk kept: written within {window:?} (an upload elsewhere may be committing a file that uses it)");
+                }
                 Ok(_) => location_drops.push((chunk, cs.node_id.clone())),
                 Err(e) => {
                     all_ok = false;

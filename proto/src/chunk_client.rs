@@ -76,6 +76,15 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
         .connect_lazy())
 }
 
+/// What a delete did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    NotHeld,
+    /// Written within the window asked for: kept.
+    KeptRecentlyWritten,
+}
+
 /// A client for one chunkserver.
 #[derive(Clone, Debug)]
 pub struct ChunkClient {
@@ -241,15 +250,36 @@ impl ChunkClient {
 
     /// Removes chunk `id`; returns whether it was there.
     pub async fn delete(&self, id: ChunkId) -> Result<bool, ChunkCallError> {
+        Ok(self
+            .delete_unless_written_within(id, Duration::ZERO)
+            .await?
+            != Deleted::NotHeld)
+    }
+
+    /// Deletes chunk `id` unless the server saw it written (or offered again)
+    /// within `window` by its own clock; `Duration::ZERO`: unconditionally.
+    pub async fn delete_unless_written_within(
+        &self,
+        id: ChunkId,
+        window: Duration,
+    ) -> Result<Deleted, ChunkCallError> {
         let r = self
             .inner
             .clone()
             .delete_chunk(self.req(chunk::DeleteChunkRequest {
                 chunk_id: id.to_hex(),
+                unless_written_within_ms: window.as_millis().min(u64::MAX as u128) as u64,
             }))
             .await
-            .map_err(|s| self.classify(Some(id), s))?;
-        Ok(r.into_inner().existed)
+            .map_err(|s| self.classify(Some(id), s))?
+            .into_inner();
+        Ok(if r.kept_recently_written {
+            Deleted::KeptRecentlyWritten
+        } else if r.existed {
+            Deleted::Deleted
+        } else {
+            Deleted::NotHeld
+        })
     }
 
     /// Asks this server to copy chunk `id` from the chunkserver at `source`.

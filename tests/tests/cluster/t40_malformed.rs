@@ -55,6 +55,7 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
         let e = cs
             .delete_chunk(chunk::DeleteChunkRequest {
                 chunk_id: bad.into(),
+                unless_written_within_ms: 0,
             })
             .await
             .expect_err("bad id");

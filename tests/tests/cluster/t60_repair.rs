@@ -277,3 +277,144 @@ async fn chunkserver_health_changes_spread_to_every_controller() {
     }
     cluster.wait_converged(&[0, 1, 2], DEADLINE).await;
 }
+
+/// Content reuse against chunk collection on another controller. A book is deleted
+/// on controller 0; controller 1 sees its chunks unreferenced past the grace but,
+/// cut off from controller 0, must wait for a sync. Meanwhile the same book is
+/// uploaded again on controller 0, and the upload is held open just before its
+/// commit: its chunks are on the chunkservers already, and no controller's
+/// references include them yet. When the link heals, controller 1 syncs (the upload
+/// is not in what it learns) and decides on those chunks; the chunkservers must
+/// refuse, because the chunks were just written. Then the upload commits, and the
+/// book must download from both controllers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_offered_again_by_an_upload_is_not_collected_by_another_controller() {
+    let cluster = TestCluster::with(ClusterSpec {
+        controllers: 2,
+        chunkservers: 2,
+        chunk_size: 4096,
+        tweak: Some(|_, cfg| {
+            // The upload below is held open while controller 1 syncs and decides:
+            // an upload must commit within 80% of the grace, so the grace is
+            // well beyond the few seconds that takes.
+            cfg.chunk_gc_grace = Duration::from_secs(30);
+            cfg.repair_interval = Duration::from_millis(300);
+            cfg.anti_entropy_interval = Duration::from_millis(500);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let book = corpus::catalog()
+        .into_iter()
+        .find(|b| (100_000..300_000).contains(&b.bytes))
+        .expect("a book of 100-300 KB");
+    let data = std::fs::read(book.path()).expect("read book");
+    let full_chunks: Vec<ChunkId> = data.chunks_exact(4096).map(ChunkId::of).collect();
+    let mut c0 = cluster.client_of(0).await;
+    c0.upload_bytes(data.clone().into(), "first.txt", false)
+        .await
+        .expect("upload");
+    c0.delete("first.txt").await.expect("delete");
+    cluster.wait_converged(&[0, 1], DEADLINE).await;
+    cluster.partition(&[0], &[1]);
+    let waiting = || {
+        cluster.controllers[1]
+            .controller()
+            .metrics
+            .chunk_gc_waiting_for_sync
+            .get()
+    };
+    wait_until(
+        "controller 1 has unreferenced chunks past the grace, waiting for a sync",
+        Duration::from_secs(90),
+        || async { waiting() > 0 },
+    )
+    .await;
+    assert!(
+        full_chunks
+            .iter()
+            .all(|c| (0..2).all(|i| cluster.chunk_path(i, c).is_file())),
+        "chunks were collected while a controller could not be synced with"
+    );
+
+    // The same bytes again, on controller 0 (the raw API: every byte but the last
+    // is sent, then the stream waits).
+    use redcloud_proto::controller::{self as pb, upload_request::Msg};
+    let offered_from = std::time::SystemTime::now();
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::UploadRequest>(4);
+    let msg = |m: Msg| pb::UploadRequest { msg: Some(m) };
+    tx.send(msg(Msg::Start(pb::UploadStart {
+        name: "second.txt".into(),
+        size: data.len() as u64,
+        public: false,
+    })))
+    .await
+    .expect("send start");
+    let mut raw = pb::controller_client::ControllerClient::connect(format!(
+        "http://{}",
+        cluster.controller_addr(0)
+    ))
+    .await
+    .expect("connect to controller 0");
+    let upload = tokio::spawn(async move {
+        raw.upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tx.send(msg(Msg::Data(data[..data.len() - 1].to_vec().into())))
+        .await
+        .expect("send data");
+    let offered = |i: usize, c: &ChunkId| {
+        std::fs::metadata(cluster.chunk_path(i, c))
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m >= offered_from)
+    };
+    wait_until(
+        "the upload has offered every full chunk to both chunkservers",
+        DEADLINE,
+        || async { full_chunks.iter().all(|c| (0..2).all(|i| offered(i, c))) },
+    )
+    .await;
+
+    let m1 = &cluster.controllers[1].controller().metrics;
+    let decided = || m1.chunks_collected.get() + m1.chunks_kept_recently_written.get();
+    let before = decided();
+    cluster.heal();
+    wait_until(
+        "controller 1, synced again, has decided on the unreferenced chunks",
+        DEADLINE,
+        || async { decided() > before },
+    )
+    .await;
+    assert!(
+        !upload.is_finished(),
+        "the upload ended before it was let go: {:?}",
+        upload.await
+    );
+    tx.send(msg(Msg::Data(data[data.len() - 1..].to_vec().into())))
+        .await
+        .expect("send the last byte");
+    tx.send(msg(Msg::Finish(pb::UploadFinish {
+        sha256: book.sha256.clone(),
+    })))
+    .await
+    .expect("send finish");
+    drop(tx);
+    upload
+        .await
+        .expect("upload task")
+        .expect("the upload commits");
+    cluster.wait_converged(&[0, 1], DEADLINE).await;
+    for i in 0..2 {
+        let (_, got) = cluster
+            .client_of(i)
+            .await
+            .download_bytes("second.txt", None)
+            .await
+            .unwrap_or_else(|e| panic!("download from controller {i}: {e}"));
+        assert_eq!(got, data, "second.txt from controller {i}");
+    }
+    assert!(
+        m1.chunks_kept_recently_written.get() > 0,
+        "no chunkserver refused a delete"
+    );
+}
