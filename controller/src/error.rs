@@ -15,6 +15,15 @@ pub enum ControllerError {
     /// No healthy chunkserver is registered: start one, or wait for heartbeats.
     #[error("no chunkserver available: none has sent a heartbeat within the heartbeat timeout")]
     NoChunkservers,
+    /// Every chunkserver tried for a chunk was unreachable.
+    #[error(
+        "no chunkserver available: none of the {tried} tried could store chunk {chunk}: {errors}"
+    )]
+    NoChunkserverReachable {
+        chunk: ChunkId,
+        tried: usize,
+        errors: String,
+    },
     /// Fewer chunkservers than required stored a chunk: retry later.
     #[error("only {got} of the {need} required chunkservers stored chunk {chunk}: {errors}")]
     InsufficientReplicas {
@@ -42,9 +51,9 @@ impl From<ControllerError> for Status {
         match e {
             ControllerError::InvalidArgument(_) => Status::invalid_argument(msg),
             ControllerError::NotFound(_) => Status::not_found(msg),
-            ControllerError::NoChunkservers | ControllerError::InsufficientReplicas { .. } => {
-                Status::unavailable(msg)
-            }
+            ControllerError::NoChunkservers
+            | ControllerError::NoChunkserverReachable { .. }
+            | ControllerError::InsufficientReplicas { .. } => Status::unavailable(msg),
             ControllerError::ChunkUnavailable { .. } | ControllerError::Unavailable(_) => {
                 Status::unavailable(msg)
             }

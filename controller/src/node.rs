@@ -191,7 +191,7 @@ impl Node {
     /// network and back, or the peer's address was reused) can look open while
     /// every call on it hangs until its timeout; the next call dials afresh.
     pub fn chunk_call_failed(&self, id: &NodeId, addr: &str) {
-        self.registry.report_failure(id);
+        self.registry.report_failure(id, addr);
         self.clients
             .lock()
             .unwrap_or_else(|e| e.into_inner())

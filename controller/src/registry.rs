@@ -142,15 +142,40 @@ impl Registry {
         }
     }
 
-    /// Marks a chunkserver suspect after a failed call: it is not picked again until
-    /// its next heartbeat.
-    pub fn report_failure(&self, id: &NodeId) {
+    /// Marks a chunkserver suspect after a failed call to it at `grpc_addr`: it is
+    /// not picked again until its next heartbeat. A failure at an address it no
+    /// longer has (a call begun before a heartbeat brought the new one: it moved to
+    /// another network) says nothing about it, and is ignored.
+    pub fn report_failure(&self, id: &NodeId, grpc_addr: &str) {
         if let Some(e) = self.lock().get_mut(id) {
+            if e.record.grpc_addr != grpc_addr {
+                tracing::debug!(node = %id, addr = grpc_addr, now = %e.record.grpc_addr, "a call to a former address failed; ignored");
+                return;
+            }
             if e.suspect_since.is_none() {
                 tracing::warn!(node = %id, "chunkserver call failed; not using it until its next heartbeat");
             }
             e.suspect_since = Some(Instant::now());
         }
+    }
+
+    /// Chunkservers that sent a heartbeat within the timeout, suspects included (a
+    /// call to them failed since): where to try when no healthy one is left, rather
+    /// than refuse.
+    pub fn alive(&self) -> Vec<ChunkserverRecord> {
+        let now = Instant::now();
+        let timeout = self.timeout;
+        let mut v: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|e| {
+                e.last_heartbeat
+                    .is_some_and(|t| now.duration_since(t) < timeout)
+            })
+            .map(|e| e.record.clone())
+            .collect();
+        v.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        v
     }
 
     /// Healthy chunkservers, ordered by node id.
@@ -247,9 +272,17 @@ mod tests {
         );
         r.heartbeat(&hb("b"));
         assert_eq!(r.healthy().len(), 2);
-        r.report_failure(&NodeId::new("a").unwrap());
+        r.report_failure(&NodeId::new("a").unwrap(), "127.0.0.1:1");
         assert_eq!(r.healthy().len(), 1);
+        assert_eq!(
+            r.alive().len(),
+            2,
+            "a suspect with a fresh heartbeat is alive"
+        );
         r.heartbeat(&hb("a"));
+        assert_eq!(r.healthy().len(), 2);
+        // A failure at an address the chunkserver no longer has is ignored.
+        r.report_failure(&NodeId::new("a").unwrap(), "10.0.0.9:8800");
         assert_eq!(r.healthy().len(), 2);
         // Past the timeout with no heartbeat, a chunkserver is failed.
         let e = r.lock().get(&NodeId::new("b").unwrap()).cloned().unwrap();

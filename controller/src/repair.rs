@@ -105,10 +105,17 @@ async fn pass(
         let cs = cs.clone();
         async move {
             let r = match node.chunk_client(&cs.grpc_addr) {
-                Ok(c) => tokio::time::timeout(Duration::from_secs(10), c.list())
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok()),
+                Ok(c) => match tokio::time::timeout(Duration::from_secs(10), c.list()).await {
+                    Ok(Ok(ids)) => Some(ids),
+                    Ok(Err(e)) => {
+                        tracing::warn!(node = %cs.node_id, "cannot list the chunks of {}: {e}", cs.grpc_addr);
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(node = %cs.node_id, "cannot list the chunks of {}: no answer within 10 s", cs.grpc_addr);
+                        None
+                    }
+                },
                 Err(_) => None,
             };
             (cs, r)

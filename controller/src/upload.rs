@@ -115,7 +115,14 @@ where
 {
     validate_name(&start.name)?;
     let started = std::time::Instant::now();
-    let targets = Arc::new(node.registry.healthy());
+    let mut targets = node.registry.healthy();
+    if targets.is_empty() {
+        // Every chunkserver with a fresh heartbeat had a call fail since: try them
+        // rather than refuse (one failed call is often a blip, or a call to the
+        // address a chunkserver had before it moved).
+        targets = node.registry.alive();
+    }
+    let targets = Arc::new(targets);
     if targets.is_empty() {
         return Err(ControllerError::NoChunkservers);
     }
@@ -293,6 +300,7 @@ async fn place_chunk(
     drop(tx);
     let mut holders = Vec::new();
     let mut errors = Vec::new();
+    let mut unreachable = 0;
     let mut grace_until: Option<tokio::time::Instant> = None;
     loop {
         let next = match grace_until {
@@ -308,6 +316,7 @@ async fn place_chunk(
             Err(e) => {
                 node.metrics.chunk_put_failures.inc();
                 if matches!(e, ChunkCallError::Unreachable { .. }) {
+                    unreachable += 1;
                     node.chunk_call_failed(&target.node_id, &target.grpc_addr);
                 }
                 tracing::warn!(chunk = %id, "chunk write failed: {e}");
@@ -327,6 +336,13 @@ async fn place_chunk(
     } else {
         need
     };
+    if holders.is_empty() && unreachable == targets.len() {
+        return Err(ControllerError::NoChunkserverReachable {
+            chunk: id,
+            tried: targets.len(),
+            errors: errors.join("; "),
+        });
+    }
     if holders.is_empty() || holders.len() < need {
         return Err(ControllerError::InsufficientReplicas {
             chunk: id,
