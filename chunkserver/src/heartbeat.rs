@@ -51,8 +51,10 @@ pub async fn run(
     // address detected towards those would be routed by default (on an overlay
     // network via `docker_gwbridge`, which no other container can reach).
     let mut answered: Vec<SocketAddr> = Vec::new();
-    // The address last detected that way: kept while no controller is known.
-    let mut last_addrs: Option<(String, String)> = None;
+    // The address last detected that way, and whether towards a controller on a
+    // directly attached network: that one is kept while no controller known is on
+    // one (just after a move, the known addresses are all on the old network).
+    let mut last_addrs: Option<((String, String), bool)> = None;
     loop {
         let resolved = resolved_rx.borrow_and_update().clone().unwrap_or_default();
         let mut targets: Vec<String> = resolved.iter().map(|a| a.to_string()).collect();
@@ -61,12 +63,14 @@ pub async fn run(
         targets.dedup();
         let (capacity, free) = node.disk_space();
         let towards: Vec<SocketAddr> = answered.iter().chain(&resolved).copied().collect();
-        let addrs = match (&last_addrs, towards.is_empty()) {
-            (Some(a), true) => a.clone(),
+        let on_link = redcloud_common::discovery::ip_towards(&towards).is_some_and(|(_, l)| l);
+        let addrs = match &last_addrs {
+            Some((a, true)) if !on_link => a.clone(),
+            Some((a, _)) if towards.is_empty() => a.clone(),
             _ => {
                 let a = node.current_addrs(&towards);
                 if !towards.is_empty() {
-                    last_addrs = Some(a.clone());
+                    last_addrs = Some((a.clone(), on_link));
                 }
                 a
             }

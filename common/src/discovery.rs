@@ -158,12 +158,55 @@ pub fn advertise_addr_towards(
     if !bound.ip().is_unspecified() {
         return bound.to_string();
     }
-    let ip = peers
-        .iter()
-        .filter(|p| !p.ip().is_loopback() && !p.ip().is_unspecified())
-        .find_map(|p| local_ip_towards(p.ip()))
-        .unwrap_or_else(primary_ip);
+    let ip = ip_towards(peers).map_or_else(primary_ip, |(ip, _)| ip);
     format!("{ip}:{}", bound.port())
+}
+
+/// The source IP towards the first of `peers` on a directly attached network, else
+/// towards the first with any route; with whether it was on-link. A peer reached
+/// only through a gateway may be one this host has just left (a container moved to
+/// another network): the default route then picks an address (on an overlay
+/// network, `docker_gwbridge`'s) that no peer can reach.
+pub fn ip_towards(peers: &[SocketAddr]) -> Option<(IpAddr, bool)> {
+    let usable: Vec<IpAddr> = peers
+        .iter()
+        .map(|p| p.ip())
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+        .collect();
+    usable
+        .iter()
+        .filter(|ip| on_link(**ip) == Some(true))
+        .find_map(|ip| local_ip_towards(*ip))
+        .map(|ip| (ip, true))
+        .or_else(|| {
+            usable
+                .iter()
+                .find_map(|ip| local_ip_towards(*ip))
+                .map(|ip| (ip, false))
+        })
+}
+
+/// Whether `ip` is on a directly attached network (a route without a gateway covers
+/// it), from `/proc/net/route`; `None` where that cannot be read, or for IPv6.
+pub fn on_link(ip: IpAddr) -> Option<bool> {
+    let IpAddr::V4(v4) = ip else { return None };
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    Some(on_link_in(&table, v4))
+}
+
+/// `table` is `/proc/net/route`: Iface, Destination, Gateway, Flags, RefCnt, Use,
+/// Metric, Mask, ...; addresses in hex, as the kernel holds them (network order
+/// bytes read as a native integer).
+fn on_link_in(table: &str, ip: std::net::Ipv4Addr) -> bool {
+    let addr = u32::from_ne_bytes(ip.octets());
+    table.lines().skip(1).any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let hex = |i: usize| f.get(i).and_then(|s| u32::from_str_radix(s, 16).ok());
+        matches!(
+            (hex(1), hex(2), hex(7)),
+            (Some(dest), Some(0), Some(mask)) if mask != 0 && addr & mask == dest
+        )
+    })
 }
 
 /// The source IP this host would use to send to `target`, found without sending
@@ -197,6 +240,26 @@ pub fn primary_ip() -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_on_link_if_a_route_without_gateway_covers_it() {
+        let ne = |a: [u8; 4]| format!("{:08X}", u32::from_ne_bytes(a));
+        let table = format!(
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+             eth1\t{}\t{}\t0003\t0\t0\t0\t{}\t0\t0\t0\n\
+             eth0\t{}\t{}\t0001\t0\t0\t0\t{}\t0\t0\t0\n",
+            ne([0, 0, 0, 0]),
+            ne([172, 18, 0, 1]),
+            ne([0, 0, 0, 0]),
+            ne([10, 0, 2, 0]),
+            ne([0, 0, 0, 0]),
+            ne([255, 255, 255, 0]),
+        );
+        assert!(on_link_in(&table, [10, 0, 2, 7].into()));
+        // Reached only through the default gateway: not on-link.
+        assert!(!on_link_in(&table, [10, 0, 1, 7].into()));
+        assert!(!on_link_in("", [10, 0, 2, 7].into()));
+    }
 
     #[test]
     fn splits_targets() {
