@@ -312,14 +312,15 @@ mod tests {
         let store = ChunkStore::open(dir.path()).unwrap();
         let data = b"a chunk an upload elsewhere may be using".to_vec();
         let id = ChunkId::of(&data);
-        let age = |store: &ChunkStore, by: Duration| {
+        let set_mtime = |store: &ChunkStore, t: SystemTime| {
             File::options()
                 .write(true)
                 .open(store.path_of(&id))
                 .unwrap()
-                .set_modified(SystemTime::now() - by)
+                .set_modified(t)
                 .unwrap();
         };
+        let age = |store: &ChunkStore, by: Duration| set_mtime(store, SystemTime::now() - by);
         let hour = Duration::from_secs(3600);
         store.put(&id, &data).unwrap();
         assert_eq!(
@@ -341,12 +342,7 @@ mod tests {
             RemoveOutcome::KeptRecentlyWritten
         );
         // A modification time in the future (the clock went back) counts as recent.
-        File::options()
-            .write(true)
-            .open(store.path_of(&id))
-            .unwrap()
-            .set_modified(SystemTime::now() + hour)
-            .unwrap();
+        set_mtime(&store, SystemTime::now() + hour);
         assert_eq!(
             store.remove_unless_written_within(&id, hour).unwrap(),
             RemoveOutcome::KeptRecentlyWritten
