@@ -34,6 +34,8 @@ fn compile(config: tonic_prost_build::Config) -> Result<(), Box<dyn std::error::
         "ChunkserverStatus",
         "VersionInfo",
         "VersionsResponse",
+        "GcWait",
+        "ForgetNodeResponse",
     ] {
         builder =
             builder.type_attribute(format!("redcloud.v1.{msg}"), "#[derive(serde::Serialize)]");

@@ -11,9 +11,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use redcloud_common::NodeId;
 use redcloud_common::discovery::Resolver;
 use redcloud_common::http::HttpClient;
-use redcloud_common::wire::{Heartbeat, HeartbeatAck};
+use redcloud_common::wire::{ControllerRef, Heartbeat, HeartbeatAck};
+
+/// How long a controller that answered stays in the heartbeats' list.
+const TALKED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +59,13 @@ pub async fn run(
     // directly attached network: that one is kept while no controller known is on
     // one (just after a move, the known addresses are all on the old network).
     let mut last_addrs: Option<((String, String), bool)> = None;
+    // Controllers that answered, by id: reported in every heartbeat for an hour
+    // after their last answer, so every controller's chunk collection waits for
+    // each of them (also one no other controller has heard of yet).
+    let mut talked: std::collections::HashMap<NodeId, (String, std::time::Instant)> =
+        Default::default();
     loop {
+        talked.retain(|_, (_, at)| at.elapsed() < TALKED_TTL);
         let resolved = resolved_rx.borrow_and_update().clone().unwrap_or_default();
         let mut targets: Vec<String> = resolved.iter().map(|a| a.to_string()).collect();
         targets.extend(learned.keys().cloned());
@@ -84,6 +94,13 @@ pub async fn run(
             used_bytes: node.store.used_bytes(),
             chunk_count: node.store.chunk_count(),
             corrupt_found: node.metrics.corrupt_reads.get(),
+            controllers: talked
+                .iter()
+                .map(|(id, (addr, _))| ControllerRef {
+                    node_id: id.clone(),
+                    http_addr: addr.clone(),
+                })
+                .collect(),
         };
         if node
             .heartbeats_paused
@@ -117,6 +134,10 @@ pub async fn run(
                     for c in ack.controllers {
                         learned.entry(c).or_insert(0);
                     }
+                    talked.insert(
+                        ack.controller_id.clone(),
+                        (addr.clone(), std::time::Instant::now()),
+                    );
                     reached += 1;
                     node.metrics.heartbeats_sent.inc();
                 }

@@ -444,6 +444,26 @@ impl Client {
             .into_inner())
     }
 
+    /// Forgets a node that is gone for good (`force`: even if it was heard from
+    /// recently).
+    pub async fn forget_node(
+        &mut self,
+        node_id: &str,
+        force: bool,
+    ) -> Result<pb::ForgetNodeResponse, ClientError> {
+        let req = pb::ForgetNodeRequest {
+            node_id: node_id.to_string(),
+            force,
+        };
+        Ok(self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.forget_node(req).await }
+            })
+            .await?
+            .into_inner())
+    }
+
     pub async fn cluster_status(&mut self) -> Result<ClusterStatusResponse, ClientError> {
         Ok(self
             .retrying(|mut c| async move { c.cluster_status(pb::ClusterStatusRequest {}).await })

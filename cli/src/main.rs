@@ -122,6 +122,17 @@ enum IngestSource {
 enum ClusterCommand {
     /// Controllers, chunkservers, health and replication backlog.
     Status,
+    /// Removes a controller or chunkserver that is gone for good, so garbage
+    /// collection stops waiting for it. Forgetting a node that is still alive is
+    /// refused unless --force: deletes it has not seen may later be undone on it,
+    /// and chunks only it references may be collected.
+    Forget {
+        /// The node id (as `cluster status` shows it).
+        node_id: String,
+        /// Forget it even though it was heard from recently.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[tokio::main]
@@ -488,6 +499,32 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Cluster {
+            command: ClusterCommand::Forget { node_id, force },
+        } => {
+            if force {
+                eprintln!(
+                    "warning: forgetting {node_id} even if it is alive: collection stops waiting for it; \
+                     deletes it has not seen may be undone on it, and chunks only it references may be deleted"
+                );
+            }
+            let r = client.forget_node(&node_id, force).await?;
+            if json {
+                print_json(&r);
+            } else {
+                let mut what = Vec::new();
+                if r.controller {
+                    what.push("its controller membership".to_string());
+                }
+                if r.chunkserver_records > 0 {
+                    what.push(format!("{} chunkserver record(s)", r.chunkserver_records));
+                }
+                if r.chunk_locations > 0 {
+                    what.push(format!("{} chunk location(s)", r.chunk_locations));
+                }
+                println!("forgot {node_id}: {}", what.join(", "));
+            }
+        }
+        Command::Cluster {
             command: ClusterCommand::Status,
         } => {
             let s = client.cluster_status().await?;
@@ -577,6 +614,37 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     "state digest: {}  (controllers that have converged show the same digest)",
                     s.state_digest
                 );
+                if s.clock_skew_ms.abs() > 1_000 {
+                    println!(
+                        "clock: this controller's clock is {:.1} s {} its peers' (timestamps follow the cluster's time)",
+                        s.clock_skew_ms.abs() as f64 / 1000.0,
+                        if s.clock_skew_ms > 0 {
+                            "ahead of"
+                        } else {
+                            "behind"
+                        }
+                    );
+                }
+                if s.records_held_clock_ahead > 0 {
+                    println!(
+                        "held back: {} record(s) from peers stamped too far ahead of this controller's clock",
+                        s.records_held_clock_ahead
+                    );
+                }
+                if s.gc_waits.is_empty() {
+                    println!("garbage collection: waiting for nothing");
+                } else {
+                    println!("garbage collection waits for:");
+                    for w in &s.gc_waits {
+                        println!(
+                            "  {}: {}: {} (since {})",
+                            w.collector,
+                            w.node_id,
+                            w.reason,
+                            format_ms(w.since_ms)
+                        );
+                    }
+                }
             }
         }
     }

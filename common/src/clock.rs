@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering as AtomicOrdering};
 
-use crate::NodeId;
+use crate::replication::Origin;
 
 /// How two vector clocks relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,28 +27,32 @@ pub enum Causality {
     Concurrent,
 }
 
-/// A vector clock: node id → number of updates from that node that it covers.
+/// A record's vector clock of *dots*: write origin → the write number of that
+/// origin's latest write of the record. (A dot, not a count of the origin's writes
+/// of this record: a later write by an origin always carries a higher entry, also
+/// when the record's earlier history was purged in between.)
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct VectorClock(pub BTreeMap<NodeId, u64>);
+pub struct VectorClock(pub BTreeMap<Origin, u64>);
 
 impl VectorClock {
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Counts one more update by `node`.
-    pub fn increment(&mut self, node: &NodeId) {
-        *self.0.entry(node.clone()).or_insert(0) += 1;
+    /// Records that `origin`'s write number `seq` wrote this record.
+    pub fn dot(&mut self, origin: Origin, seq: u64) {
+        let e = self.0.entry(origin).or_insert(0);
+        *e = (*e).max(seq);
     }
 
-    pub fn get(&self, node: &NodeId) -> u64 {
-        self.0.get(node).copied().unwrap_or(0)
+    pub fn get(&self, origin: Origin) -> u64 {
+        self.0.get(&origin).copied().unwrap_or(0)
     }
 
     /// Pointwise maximum.
     pub fn merge(&mut self, other: &VectorClock) {
-        for (node, &n) in &other.0 {
-            let e = self.0.entry(node.clone()).or_insert(0);
+        for (o, &n) in &other.0 {
+            let e = self.0.entry(*o).or_insert(0);
             *e = (*e).max(n);
         }
     }
@@ -56,8 +60,8 @@ impl VectorClock {
     pub fn compare(&self, other: &VectorClock) -> Causality {
         let mut less = false;
         let mut greater = false;
-        for node in self.0.keys().chain(other.0.keys()) {
-            let (a, b) = (self.get(node), other.get(node));
+        for o in self.0.keys().chain(other.0.keys()) {
+            let (a, b) = (self.get(*o), other.get(*o));
             less |= a < b;
             greater |= a > b;
         }
@@ -69,13 +73,31 @@ impl VectorClock {
         }
     }
 
-    /// Compact JSON, the form stored in SQLite.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    /// The form stored in SQLite: `origin:seq` pairs in hex and decimal, comma
+    /// separated (readable with `sqlite3`, and compact).
+    pub fn to_text(&self) -> String {
+        let mut s = String::with_capacity(self.0.len() * 24);
+        for (i, (o, n)) in self.0.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!("{o}:{n}"));
+        }
+        s
     }
 
-    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(s)
+    pub fn from_text(s: &str) -> Result<Self, String> {
+        let mut out = BTreeMap::new();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (o, n) = part
+                .split_once(':')
+                .ok_or_else(|| format!("vector clock entry {part:?} lacks ':'"))?;
+            let n: u64 = n
+                .parse()
+                .map_err(|_| format!("vector clock entry {part:?}: bad number"))?;
+            out.insert(o.parse::<Origin>()?, n);
+        }
+        Ok(VectorClock(out))
     }
 }
 
@@ -108,9 +130,19 @@ impl HlcTimestamp {
     }
 }
 
-/// A node's hybrid logical clock.
+/// A node's hybrid logical clock, over a *disciplined* wall clock.
 ///
-/// `std::sync::Mutex` and not tokio's: the critical section is a few integer
+/// The physical part of a timestamp is this node's wall clock while it is within
+/// `margin` of the cluster's time, and the cluster's time when it is not: the lower median of this node's wall clock and
+/// every peer's, as last sampled from their messages and carried forward by this
+/// node's monotonic clock. So a clock stepped an hour or ten years ahead while the
+/// node runs (or a node in a cluster whose majority agrees on a different time)
+/// stamps its writes with the cluster's time, and a step is noticed at once, not at
+/// the next message: the samples are extrapolated with the monotonic clock, which
+/// a step of the wall clock does not move. With no sample (a node that has not
+/// heard from any peer since it started) the node's own wall clock is used.
+///
+/// `std::sync::Mutex` and not tokio's: every critical section is a few integer
 /// operations and is never held across an `.await`.
 #[derive(Debug)]
 pub struct Hlc {
@@ -119,6 +151,13 @@ pub struct Hlc {
     offset_ms: AtomicI64,
     /// A wall clock that moves only when told to (deterministic tests).
     manual: Option<AtomicU64>,
+    /// Where the monotonic clock started (real clocks).
+    started: std::time::Instant,
+    /// Per peer: (its wall clock, our monotonic ms when we heard it).
+    peers: Mutex<BTreeMap<u64, (u64, u64)>>,
+    /// How far from the cluster's time the physical clock may be (half the
+    /// allowed drift between nodes).
+    margin_ms: AtomicU64,
 }
 
 impl Default for Hlc {
@@ -127,22 +166,32 @@ impl Default for Hlc {
     }
 }
 
+/// How long a peer's clock sample counts (carried forward by the monotonic clock,
+/// whose drift over a day, at the 100 ppm of a poor oscillator, is under 9 s).
+pub const CLOCK_SAMPLE_TTL_MS: u64 = 86_400_000;
+
+/// The margin used until [`Hlc::set_margin_ms`] is called: half of the default
+/// `MAX_CLOCK_DRIFT` (60 s).
+pub const DEFAULT_CLOCK_MARGIN_MS: u64 = 30_000;
+
 impl Hlc {
     pub fn new(offset_ms: i64) -> Self {
         Hlc {
             last: Mutex::new(0),
             offset_ms: AtomicI64::new(offset_ms),
             manual: None,
+            started: std::time::Instant::now(),
+            peers: Mutex::new(BTreeMap::new()),
+            margin_ms: AtomicU64::new(DEFAULT_CLOCK_MARGIN_MS),
         }
     }
 
-    /// A clock whose wall time starts at 1,000,000 ms and moves only by
-    /// [`Hlc::advance_manual`].
+    /// A clock whose wall time starts at 2023-11-14 (1.7e12 ms) and moves only by
+    /// [`Hlc::advance_manual`]; its monotonic clock moves with it.
     pub fn manual() -> Self {
         Hlc {
-            last: Mutex::new(0),
-            offset_ms: AtomicI64::new(0),
-            manual: Some(AtomicU64::new(1_000_000)),
+            manual: Some(AtomicU64::new(1_700_000_000_000)),
+            ..Self::new(0)
         }
     }
 
@@ -152,18 +201,102 @@ impl Hlc {
         }
     }
 
-    /// Skews this node's wall clock by `ms` from now on.
+    /// Skews this node's wall clock by `ms` from now on (a step of the clock).
     pub fn set_offset_ms(&self, ms: i64) {
         self.offset_ms.store(ms, AtomicOrdering::Relaxed);
     }
 
-    fn wall(&self) -> u64 {
+    /// The test offset currently applied to the wall clock.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Sets how far the physical clock may stray from the cluster's time.
+    pub fn set_margin_ms(&self, ms: u64) {
+        self.margin_ms.store(ms, AtomicOrdering::Relaxed);
+    }
+
+    /// This node's own wall clock in milliseconds (with its test offset).
+    pub fn raw_wall_ms(&self) -> u64 {
         let base = match &self.manual {
             Some(m) => m.load(AtomicOrdering::Relaxed) as i64,
             None => crate::now_ms() as i64,
         };
-        let ms = base + self.offset_ms.load(AtomicOrdering::Relaxed);
-        HlcTimestamp::from_parts(ms.max(0) as u64, 0).0
+        base.saturating_add(self.offset_ms.load(AtomicOrdering::Relaxed))
+            .max(0) as u64
+    }
+
+    /// Milliseconds of a clock that only moves forward and that stepping the wall
+    /// clock does not move.
+    fn mono_ms(&self) -> u64 {
+        match &self.manual {
+            Some(m) => m.load(AtomicOrdering::Relaxed),
+            None => self.started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Takes in peer `peer`'s (disciplined) wall clock, read from a message it sent.
+    pub fn note_peer_clock(&self, peer: u64, peer_wall_ms: u64) {
+        let mono = self.mono_ms();
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(peer, (peer_wall_ms, mono));
+    }
+
+    /// The cluster's time as this node sees it: the lower median of its own wall
+    /// clock and every fresh peer sample carried forward to now.
+    pub fn cluster_ms(&self) -> u64 {
+        let own = self.raw_wall_ms();
+        let mono = self.mono_ms();
+        let mut times = vec![own];
+        {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            peers.retain(|_, (_, at)| mono.saturating_sub(*at) <= CLOCK_SAMPLE_TTL_MS);
+            times.extend(
+                peers
+                    .values()
+                    .map(|(w, at)| w.saturating_add(mono.saturating_sub(*at))),
+            );
+        }
+        times.sort_unstable();
+        times[(times.len() - 1) / 2]
+    }
+
+    /// How far this node's own wall clock is ahead of the cluster's time (negative:
+    /// behind).
+    pub fn skew_ms(&self) -> i64 {
+        self.raw_wall_ms() as i64 - self.cluster_ms() as i64
+    }
+
+    /// Whether any peer's clock has been sampled (within the sample lifetime).
+    pub fn has_peer_samples(&self) -> bool {
+        let mono = self.mono_ms();
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|(_, at)| mono.saturating_sub(*at) <= CLOCK_SAMPLE_TTL_MS)
+    }
+
+    /// The disciplined wall clock (ms): this node's wall clock kept within the
+    /// margin of the cluster's time. Timestamps, garbage-collection horizons and the
+    /// clock-drift bound on received records are all measured on it.
+    pub fn wall_ms(&self) -> u64 {
+        let own = self.raw_wall_ms();
+        let cluster = self.cluster_ms();
+        let margin = self.margin_ms.load(AtomicOrdering::Relaxed);
+        if own.abs_diff(cluster) <= margin {
+            own
+        } else {
+            // Off by more than the margin: the cluster's time itself (not its edge,
+            // or clocks disciplined by clocks disciplined to an edge would creep).
+            cluster
+        }
+    }
+
+    fn wall(&self) -> u64 {
+        HlcTimestamp::from_parts(self.wall_ms(), 0).0
     }
 
     /// A timestamp greater than every one issued or observed before.
@@ -191,8 +324,12 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn n(s: &str) -> NodeId {
-        NodeId::new(s).unwrap()
+    fn n(s: &str) -> Origin {
+        Origin(match s {
+            "a" => 1,
+            "b" => 2,
+            _ => 3,
+        })
     }
 
     fn clock() -> impl Strategy<Value = VectorClock> {
@@ -233,14 +370,42 @@ mod tests {
     #[test]
     fn increment_orders_updates() {
         let mut a = VectorClock::new();
-        a.increment(&n("a"));
+        a.dot(n("a"), 1);
         let mut b = a.clone();
-        b.increment(&n("b"));
+        b.dot(n("b"), 1);
         assert_eq!(a.compare(&b), Causality::Before);
-        a.increment(&n("a"));
+        a.dot(n("a"), 2);
         assert_eq!(a.compare(&b), Causality::Concurrent);
-        let json = b.to_json();
-        assert_eq!(VectorClock::from_json(&json).unwrap(), b);
+        let text = b.to_text();
+        assert_eq!(VectorClock::from_text(&text).unwrap(), b);
+        assert_eq!(VectorClock::from_text("").unwrap(), VectorClock::new());
+        assert!(VectorClock::from_text("zz:1").is_err());
+    }
+
+    #[test]
+    fn a_stepped_clock_keeps_the_cluster_time() {
+        let h = Hlc::manual();
+        h.set_margin_ms(30_000);
+        let base = h.raw_wall_ms();
+        // Two peers agree with us.
+        h.note_peer_clock(1, base);
+        h.note_peer_clock(2, base);
+        h.advance_manual(1_000);
+        assert_eq!(h.wall_ms(), base + 1_000);
+        // Our wall clock steps ten years ahead: the samples, carried forward by the
+        // monotonic clock, keep timestamps at the peers' time.
+        h.set_offset_ms(10 * 365 * 86_400_000);
+        assert!(h.skew_ms() > 300 * 86_400_000);
+        assert_eq!(h.wall_ms(), base + 1_000);
+        let t = h.now();
+        assert_eq!(t.millis(), base + 1_000);
+        // Stepped back: our own clock again.
+        h.set_offset_ms(0);
+        h.advance_manual(1_000);
+        assert_eq!(h.wall_ms(), base + 2_000);
+        // One peer far behind does not drag us (lower median of three).
+        h.note_peer_clock(2, base - 3_600_000);
+        assert_eq!(h.wall_ms(), base + 2_000);
     }
 
     #[test]

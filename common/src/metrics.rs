@@ -60,6 +60,14 @@ impl Exposition {
         self.metric(name, help, "gauge", value)
     }
 
+    /// A gauge that may be negative.
+    pub fn gauge_i64(&mut self, name: &str, help: &str, value: i64) -> &mut Self {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} gauge");
+        let _ = writeln!(self.0, "{name} {value}");
+        self
+    }
+
     fn metric(&mut self, name: &str, help: &str, kind: &str, value: u64) -> &mut Self {
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");

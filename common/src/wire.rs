@@ -22,6 +22,47 @@ pub struct Heartbeat {
     /// Corrupt copies found (by reads or scrub) and removed since the node started.
     #[serde(default)]
     pub corrupt_found: u64,
+    /// The controllers this chunkserver talks to (those that answered its
+    /// heartbeats within the last hour). Chunk collection waits for every one of
+    /// them, also for one no other controller has heard of yet.
+    #[serde(default)]
+    pub controllers: Vec<ControllerRef>,
+}
+
+/// A controller a chunkserver reports talking to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControllerRef {
+    pub node_id: crate::NodeId,
+    /// Where its HTTP routes are reached (`host:port`).
+    pub http_addr: String,
+}
+
+fn check_addr(what: &str, a: &str) -> Result<(), String> {
+    if a.is_empty() || a.len() > 300 || a.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{what} {a:?} is not a host:port"));
+    }
+    Ok(())
+}
+
+impl Heartbeat {
+    /// The most controllers one heartbeat may list.
+    pub const MAX_CONTROLLERS: usize = 10_000;
+
+    /// Checks what a chunkserver sent before anything is taken from it.
+    pub fn check(&self) -> Result<(), String> {
+        check_addr("gRPC address", &self.grpc_addr)?;
+        check_addr("HTTP address", &self.http_addr)?;
+        if self.controllers.len() > Self::MAX_CONTROLLERS {
+            return Err(format!("{} controllers listed", self.controllers.len()));
+        }
+        for c in &self.controllers {
+            check_addr("controller address", &c.http_addr)?;
+        }
+        if self.used_bytes > self.capacity_bytes.max(self.used_bytes) {
+            return Err("used more than capacity".into());
+        }
+        Ok(())
+    }
 }
 
 /// The controller's answer to a heartbeat.

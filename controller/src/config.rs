@@ -97,6 +97,18 @@ pub struct Config {
     #[arg(long, env = "CHUNK_GC_GRACE", default_value = "10m", value_parser = parse_gc_grace)]
     pub chunk_gc_grace: Duration,
 
+    /// A record stamped more than this ahead of this controller's clock is held back
+    /// (not applied) until it no longer is; timestamps are kept within half of it of
+    /// the cluster's time. Tombstones are kept at least this long.
+    #[arg(long, env = "MAX_CLOCK_DRIFT", default_value = "60s", value_parser = parse_duration)]
+    pub max_clock_drift: Duration,
+
+    /// Collect unreferenced chunks even when no other controller is known (a
+    /// one-controller cluster). Without it, a controller that knows no peer deletes
+    /// no chunk: it may be one cut off from the others by a wrong peer list.
+    #[arg(long, env = "CONTROLLER_STANDALONE", default_value_t = false)]
+    pub standalone: bool,
+
     /// Skews this node's wall clock (milliseconds, may be negative). For fault tests.
     #[arg(
         long,
@@ -137,6 +149,21 @@ fn parse_chunk_size(s: &str) -> Result<u64, String> {
 }
 
 impl Config {
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tombstone_grace < self.max_clock_drift {
+            return Err(format!(
+                "TOMBSTONE_GRACE ({:?}) must be at least MAX_CLOCK_DRIFT ({:?}): a write stamped by a \
+                 clock within the drift must always be newer than any tombstone already purged",
+                self.tombstone_grace, self.max_clock_drift
+            ));
+        }
+        if self.max_clock_drift < Duration::from_millis(100) {
+            return Err("MAX_CLOCK_DRIFT must be at least 100ms".into());
+        }
+        Ok(())
+    }
+
     /// The default of `--http-listen`.
     pub fn default_http_listen() -> &'static str {
         "0.0.0.0:8701"
@@ -164,6 +191,8 @@ impl Config {
             repair_rate: 0,
             chunk_gc_grace: Duration::from_secs(3600),
             tombstone_gc_interval: Duration::from_secs(5),
+            max_clock_drift: Duration::from_secs(60),
+            standalone: false,
             clock_offset_ms: 0,
             cluster_secret: None,
         }

@@ -13,8 +13,8 @@ use futures::StreamExt;
 use redcloud_common::{ChunkId, FileId, NodeId};
 use tokio::sync::mpsc;
 
-use crate::db;
 use crate::error::{ControllerError, Result};
+use crate::meta;
 use crate::model::{ChunkRef, FileRecord};
 use crate::node::Node;
 
@@ -39,22 +39,22 @@ pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>)
     let (owner, name) = (owner.to_string(), name.to_string());
     node.db
         .call(move |s| {
-            let c = &s.conn;
+            let c = s.conn();
             let file = match version {
-                Some(v) => db::file_version(c, &owner, &name, &v)?.ok_or_else(|| {
+                Some(v) => meta::file_version(c, &owner, &name, &v)?.ok_or_else(|| {
                     ControllerError::NotFound(format!("file '{name}' has no version {v}"))
                 })?,
-                None => db::current_file(c, &owner, &name)?
+                None => meta::current_file(c, &owner, &name)?
                     .ok_or_else(|| ControllerError::NotFound(format!("file '{name}' not found")))?,
             };
-            let chunks = db::file_chunks(c, &file.file_id)?.ok_or_else(|| {
+            let chunks = meta::file_chunks(c, &file.file_id)?.ok_or_else(|| {
                 ControllerError::Unavailable(format!(
                     "file '{}' is still replicating to this controller (its chunk list has not arrived)",
                     file.name
                 ))
             })?;
             let ids: Vec<ChunkId> = chunks.iter().map(|c| c.chunk_id).collect();
-            let locations = db::locations(c, &ids)?;
+            let locations = meta::locations(c, &ids)?;
             Ok(Opened {
                 file,
                 chunks,

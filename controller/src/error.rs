@@ -38,6 +38,10 @@ pub enum ControllerError {
     /// Temporarily unavailable (e.g. metadata still replicating): retry shortly.
     #[error("{0}")]
     Unavailable(String),
+    /// Refused in the cluster's present state: read the message, then retry (or
+    /// override) deliberately.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The metadata store failed.
     #[error("metadata store error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -57,6 +61,7 @@ impl From<ControllerError> for Status {
             ControllerError::ChunkUnavailable { .. } | ControllerError::Unavailable(_) => {
                 Status::unavailable(msg)
             }
+            ControllerError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ControllerError::Db(_) | ControllerError::Internal(_) => Status::internal(msg),
         }
     }

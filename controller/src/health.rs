@@ -8,14 +8,19 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::db;
 use crate::error::Result;
+use crate::meta;
 use crate::model::ChunkserverRecord;
 use crate::node::Node;
 
 /// Writes observed health changes (and `changed`, a chunkserver whose addresses
 /// changed) as replicated records, and pushes them.
 pub async fn record_changes(node: &Arc<Node>, changed: Option<ChunkserverRecord>) -> Result<()> {
+    if !node.is_settled() {
+        // Nothing is written before the clock is checked; the observations are
+        // recorded by the first pass after.
+        return Ok(());
+    }
     let mut changes = node.registry.transitions();
     if let Some(r) = changed
         && !changes.iter().any(|(c, _)| c.node_id == r.node_id)
@@ -30,7 +35,7 @@ pub async fn record_changes(node: &Arc<Node>, changed: Option<ChunkserverRecord>
         .call(move |s| {
             let mut out = Vec::new();
             for (cs, healthy) in &changes {
-                out.extend(db::upsert_chunkserver(s, cs, *healthy)?);
+                out.extend(meta::upsert_chunkserver(s, cs, *healthy)?);
             }
             Ok(out)
         })

@@ -7,9 +7,11 @@ use hyper::{Method, StatusCode};
 use redcloud_common::http::{HttpRequest, HttpResponse};
 use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 
+use crate::error::ControllerError;
+use crate::meta;
 use crate::node::Node;
 use crate::replication::{
-    DELTA_LIMIT, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
+    DELTA_BUDGET, PeerInfo, Push, PushAck, Summary, SummaryReply, clock_key, decode, encode,
 };
 
 pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
@@ -47,15 +49,23 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
 async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let hb: Heartbeat = match serde_json::from_slice(body) {
         Ok(h) => h,
-        Err(e) => {
-            return HttpResponse::text(
-                StatusCode::BAD_REQUEST,
-                format!("malformed heartbeat: {e}\n"),
-            );
-        }
+        Err(e) => return refused(&node, "heartbeat", e),
     };
+    if let Err(e) = hb.check() {
+        return refused(&node, "heartbeat", e);
+    }
     node.metrics.heartbeats.inc();
     let outcome = node.registry.heartbeat(&hb);
+    // A controller the chunkserver talks to that we have not heard of: a member
+    // (chunk collection waits for a complete exchange with it), so talk to it.
+    for c in &hb.controllers {
+        if c.node_id != node.id
+            && !node.peers.knows_id(&c.node_id)
+            && node.peers.upsert(Some(c.node_id.clone()), &c.http_addr, "")
+        {
+            tracing::info!(peer = %c.node_id, http = %c.http_addr, "learned of a controller from a chunkserver's heartbeat");
+        }
+    }
     if outcome.wake_repair {
         node.repair_wakeup.notify_one();
     }
@@ -89,69 +99,97 @@ fn internal(e: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
 }
 
+/// A message from a peer refused before anything in it was applied: counted,
+/// logged, answered 400.
+fn refused(node: &Node, what: &str, e: impl std::fmt::Display) -> HttpResponse {
+    node.metrics.peer_messages_refused.inc();
+    tracing::warn!("refused a malformed {what} from a peer: {e}");
+    malformed(what, e)
+}
+
 /// Push gossip (and the last leg of anti-entropy): apply, and pass on what was new.
 async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let push: Push = match decode(body) {
         Ok(p) => p,
-        Err(e) => return malformed("gossip push", e),
+        Err(e) => return refused(&node, "gossip push", e),
     };
+    if let Err(e) = push.check() {
+        return refused(&node, "gossip push", e);
+    }
+    node.hlc
+        .note_peer_clock(clock_key(&push.from), push.clock_ms);
     node.peers
         .upsert(Some(push.from.clone()), &push.from_http, "");
     node.peers.mark_ok(&push.from_http);
-    if push.complete_from.is_some() {
-        // The last leg of an exchange the sender started: we are in sync with it.
-        node.peers.set_needs_sync(&push.from_http, false);
-    }
     node.metrics
         .gossip_records_received
-        .add(push.records.len() as u64);
-    let (records, superseded, complete) = (push.records, push.superseded, push.complete_from);
-    let from = push.from.clone();
-    let applied = node
-        .db
-        .call(move |s| {
-            let changed = s.apply_delta(records, &superseded, complete.as_ref())?;
-            if let Some(vv) = &complete {
-                s.note_peer_vector(&from, vv, None)?;
-            }
-            Ok(changed)
-        })
-        .await;
+        .add(push.batch.records.len() as u64);
+    let drift = node.config.max_clock_drift.as_millis() as u64;
+    let batch = push.batch;
+    let applied = node.db.call(move |s| s.apply(&batch, drift)).await;
     match applied {
-        Ok(changed) => {
-            let applied = changed.len() as u32;
-            node.learned(changed, Some(push.from)).await;
-            binary(encode(&PushAck { applied }))
+        Ok(a) => {
+            let ack = PushAck {
+                from: node.id.clone(),
+                clock_ms: node.hlc.wall_ms(),
+                applied: a.changed.len() as u32,
+                held: a.held.len() as u32,
+            };
+            node.note_held(&push.from, &a.held);
+            node.learned(a.changed, Some(push.from)).await;
+            binary(encode(&ack))
         }
+        Err(ControllerError::InvalidArgument(e)) => refused(&node, "gossip push", e),
         Err(e) => internal(e),
     }
 }
 
-/// Pull anti-entropy, first leg: answer with our vector and what the sender lacks.
+/// Pull anti-entropy, first leg: `Same` if our vectors hash alike, else our vector
+/// and (given the sender's) what the sender lacks.
 async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let syn: Summary = match decode(body) {
         Ok(s) => s,
-        Err(e) => return malformed("state summary", e),
+        Err(e) => return refused(&node, "state summary", e),
     };
+    if let Err(e) = syn.check() {
+        return refused(&node, "state summary", e);
+    }
+    node.hlc.note_peer_clock(clock_key(&syn.from), syn.clock_ms);
     node.peers
         .upsert(Some(syn.from.clone()), &syn.from_http, "");
     node.peers.mark_ok(&syn.from_http);
-    let (from, theirs) = (syn.from, syn.vector);
+    let me = node.id.clone();
+    let clock = node.hlc.clone();
+    let now = node.hlc.wall_ms();
     let answer = node
         .db
         .call(move |s| {
-            // What the sender has seen; we do not hold its records yet.
-            s.note_peer_vector(&from, &theirs, None)?;
-            let delta = s.delta(&theirs, DELTA_LIMIT)?;
-            Ok((s.vector(), delta))
+            let ours = s.vector();
+            if ours.hash() == syn.hash {
+                meta::log::note_report(s.conn(), &syn.from, &ours, now)?;
+                return Ok(SummaryReply::Same {
+                    from: me,
+                    clock_ms: clock.wall_ms(),
+                });
+            }
+            let delta = match &syn.vector {
+                Some(theirs) => {
+                    // What the sender has seen; we do not hold its records yet.
+                    meta::log::note_report(s.conn(), &syn.from, theirs, now)?;
+                    Some(s.delta(theirs, DELTA_BUDGET)?)
+                }
+                None => None,
+            };
+            Ok(SummaryReply::Differs {
+                from: me,
+                clock_ms: clock.wall_ms(),
+                vector: ours,
+                delta,
+            })
         })
         .await;
     match answer {
-        Ok((vector, delta)) => binary(encode(&SummaryReply {
-            from: node.id.clone(),
-            vector,
-            delta,
-        })),
+        Ok(reply) => binary(encode(&reply)),
         Err(e) => internal(e),
     }
 }
@@ -160,8 +198,14 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
 async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     let p: PeerInfo = match serde_json::from_slice(body) {
         Ok(p) => p,
-        Err(e) => return malformed("peer registration", e),
+        Err(e) => return refused(&node, "peer registration", e),
     };
+    if let Err(e) = p.check() {
+        return refused(&node, "peer registration", e);
+    }
+    if let Some(ms) = p.clock_ms {
+        node.hlc.note_peer_clock(clock_key(&p.node_id), ms);
+    }
     if p.node_id != node.id
         && node
             .peers
@@ -178,6 +222,7 @@ async fn list_peers(node: Arc<Node>) -> HttpResponse {
         node_id: node.id.clone(),
         grpc_addr: node.grpc_addr(),
         http_addr: node.http_addr(),
+        clock_ms: Some(node.hlc.wall_ms()),
     }];
     for p in node.peers.all() {
         if let Some(id) = p.node_id {
@@ -185,6 +230,7 @@ async fn list_peers(node: Arc<Node>) -> HttpResponse {
                 node_id: id,
                 grpc_addr: p.grpc_addr,
                 http_addr: p.http_addr,
+                clock_ms: None,
             });
         }
     }
@@ -196,7 +242,11 @@ async fn state(node: Arc<Node>) -> HttpResponse {
     match node.db.call(|s| Ok((s.digest()?, s.vector()))).await {
         Ok((d, v)) => HttpResponse::json(
             StatusCode::OK,
-            &serde_json::json!({ "node_id": node.id, "digest": d.to_hex(), "vector": v }),
+            &serde_json::json!({
+                "node_id": node.id,
+                "digest": d.to_hex(),
+                "vector": v.0.iter().map(|(o, s)| (o.to_string(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
+            }),
         ),
         Err(e) => internal(e),
     }

@@ -5,11 +5,11 @@
 //! bound [`server::Listeners`] and a shutdown token. `main.rs` only parses flags.
 
 pub mod config;
-pub mod db;
 pub mod download;
 pub mod error;
 pub mod health;
 pub mod http;
+pub mod meta;
 pub mod model;
 pub mod node;
 pub mod records;

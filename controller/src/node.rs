@@ -12,12 +12,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::db::Db;
+use crate::meta::{self, Db};
 use crate::records::Record;
 use crate::registry::Registry;
 use crate::replication::gossip::Outgoing;
 use crate::replication::net::PeerNet;
 use crate::replication::peers::Peers;
+use crate::replication::tombstone_gc::GcWait;
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -51,6 +52,10 @@ pub struct Metrics {
     pub chunk_gc_waiting_for_sync: Gauge,
     pub books_indexed: Counter,
     pub searches: Counter,
+    /// Messages from peers refused before anything in them was applied.
+    pub peer_messages_refused: Counter,
+    /// Records from peers held back: stamped too far ahead of our clock.
+    pub records_held_clock_ahead: Counter,
 }
 
 /// One controller.
@@ -88,6 +93,18 @@ pub struct Node {
     pub shutdown: CancellationToken,
     /// One channel per chunkserver address. `std` mutex: lookups only.
     clients: Mutex<HashMap<String, ChunkClient>>,
+    /// Writes are let through (the clock was checked against a peer's, or the wait
+    /// at start ran out).
+    pub settled: std::sync::atomic::AtomicBool,
+    /// When the last complete exchange this controller started with each peer
+    /// began (this process's monotonic clock; chunk collection relies on it).
+    sync_times: Mutex<HashMap<NodeId, std::time::Instant>>,
+    /// What each collector waits for, for `cluster status`.
+    gc_waits: Mutex<std::collections::BTreeMap<&'static str, Vec<GcWait>>>,
+    /// When a held record was last logged (held records are logged once a minute).
+    held_logged: Mutex<Option<std::time::Instant>>,
+    /// Discovery passes completed.
+    discovery_passes: std::sync::atomic::AtomicU64,
 }
 
 impl Node {
@@ -132,7 +149,131 @@ impl Node {
             tasks: TaskTracker::new(),
             shutdown,
             clients: Mutex::new(HashMap::new()),
+            settled: std::sync::atomic::AtomicBool::new(false),
+            sync_times: Mutex::new(HashMap::new()),
+            gc_waits: Mutex::new(Default::default()),
+            held_logged: Mutex::new(None),
+            discovery_passes: Default::default(),
         }
+    }
+
+    /// Discovery passes completed since start.
+    pub fn discovery_passes(&self) -> u64 {
+        self.discovery_passes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes a completed discovery pass.
+    pub fn discovery_pass_done(&self) {
+        self.discovery_passes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Whether writes are let through yet (see `Store::settle`).
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes a complete exchange with `peer` that this controller asked for at `at`.
+    pub fn note_complete_exchange(&self, peer: &NodeId, at: std::time::Instant) {
+        let mut m = self.sync_times.lock().unwrap_or_else(|e| e.into_inner());
+        let e = m.entry(peer.clone()).or_insert(at);
+        if *e < at {
+            *e = at;
+        }
+    }
+
+    /// When the last complete exchange with `peer` asked for by this controller began.
+    pub fn last_complete_exchange(&self, peer: &NodeId) -> Option<std::time::Instant> {
+        self.sync_times
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .copied()
+    }
+
+    /// Counts and (once a minute) logs records a peer sent that were held back.
+    pub fn note_held(
+        &self,
+        from: &NodeId,
+        held: &[(redcloud_common::replication::Origin, u64, u64)],
+    ) {
+        if held.is_empty() {
+            return;
+        }
+        self.metrics.records_held_clock_ahead.add(held.len() as u64);
+        let mut last = self.held_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            let ahead_s = held
+                .iter()
+                .map(|(_, _, ms)| ms.saturating_sub(self.hlc.wall_ms()) / 1000)
+                .max()
+                .unwrap_or(0);
+            tracing::warn!(
+                peer = %from,
+                origin = %held[0].0,
+                held = held.len(),
+                ahead_s,
+                "holding records stamped more than MAX_CLOCK_DRIFT ahead of this controller's clock: \
+                 they are applied once this clock passes them (the writer's clock ran ahead)"
+            );
+        }
+    }
+
+    /// Every controller collection must hear from: live controller records, peers,
+    /// and controllers chunkservers report talking to, minus forgotten ones. Never
+    /// this controller.
+    pub async fn members(&self) -> crate::error::Result<std::collections::BTreeSet<NodeId>> {
+        let (known, forgotten) = self
+            .db
+            .call(|s| {
+                Ok((
+                    meta::controllers(s.conn())?,
+                    meta::forgotten_controllers(s.conn())?,
+                ))
+            })
+            .await?;
+        let mut out: std::collections::BTreeSet<NodeId> =
+            known.into_iter().map(|(id, _, _)| id).collect();
+        out.extend(self.peers.all().into_iter().filter_map(|p| p.node_id));
+        out.extend(
+            self.registry
+                .reported_controllers()
+                .into_iter()
+                .map(|c| c.node_id),
+        );
+        out.retain(|n| *n != self.id && !forgotten.contains(n));
+        Ok(out)
+    }
+
+    /// Records what collector `which` waits for (shown by `cluster status`); the
+    /// time a wait began is kept while it lasts.
+    pub fn set_gc_waits(&self, which: &'static str, mut waits: Vec<GcWait>) {
+        let mut m = self.gc_waits.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.hlc.wall_ms();
+        let old = m.remove(which).unwrap_or_default();
+        for w in &mut waits {
+            let kept = old
+                .iter()
+                .find(|o| o.node == w.node && o.reason == w.reason);
+            w.since_ms = match kept {
+                Some(o) => o.since_ms,
+                None if w.since_ms == 0 => now,
+                None => w.since_ms,
+            };
+        }
+        m.insert(which, waits);
+    }
+
+    /// What each collector waits for.
+    pub fn gc_waits(&self) -> Vec<(&'static str, GcWait)> {
+        self.gc_waits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .flat_map(|(k, v)| v.iter().map(|w| (*k, w.clone())))
+            .collect()
     }
 
     /// The gRPC address other nodes reach this controller at.
@@ -220,7 +361,8 @@ impl Node {
                     },
                     false,
                 ) => {
-                    if let Ok(id) = NodeId::new(r.key.clone()) {
+                    let cs = r.key.split_once('/').map(|(c, _)| c).unwrap_or(&r.key);
+                    if let Ok(id) = NodeId::new(cs) {
                         chunkservers.push((
                             crate::model::ChunkserverRecord {
                                 node_id: id,
@@ -311,7 +453,7 @@ impl Node {
         let cs = self.registry.snapshot();
         let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
         let repair = self.repair_report();
-        let counters: [(&str, &str, u64); 29] = [
+        let counters: [(&str, &str, u64); 31] = [
             ("uploads_total", "Uploads acknowledged.", m.uploads.get()),
             (
                 "upload_bytes_total",
@@ -440,6 +582,16 @@ impl Node {
                 m.chunks_kept_recently_written.get(),
             ),
             (
+                "peer_messages_refused_total",
+                "Messages from other controllers refused whole before anything in them was applied (malformed, or claims that cannot be true).",
+                m.peer_messages_refused.get(),
+            ),
+            (
+                "records_held_clock_ahead_total",
+                "Records from other controllers held back: stamped more than MAX_CLOCK_DRIFT ahead of this controller's clock.",
+                m.records_held_clock_ahead.get(),
+            ),
+            (
                 "chunk_copies_lost_total",
                 "Live chunks found with no healthy copy.",
                 repair.lost_chunks,
@@ -476,6 +628,11 @@ impl Node {
         for (name, help, v) in gauges {
             e.gauge(&format!("redcloud_controller_{name}"), help, v);
         }
+        e.gauge_i64(
+            "redcloud_controller_clock_skew_ms",
+            "How far this controller's own wall clock is ahead of the cluster's time (the lower median of its peers' clocks and its own); timestamps are kept within MAX_CLOCK_DRIFT/2 of the cluster's time.",
+            self.hlc.skew_ms(),
+        );
         e.finish()
     }
 }

@@ -1,10 +1,10 @@
-//! Replicated records: one type for a row of any replicated table, and its mapping
-//! to and from SQLite. Gossip and anti-entropy ship [`Record`]s; the merge rule
-//! (`redcloud_common::replication`) decides which version of a key survives.
+//! Replicated records: one type for a row of any replicated table, its typed key,
+//! and the checks every record received from a peer must pass. No SQL here (that
+//! is `meta/`); the replication engine (`replication/engine.rs`) decides which
+//! version of a key survives.
 
-use redcloud_common::replication::Version;
-use redcloud_common::{ChunkId, HlcTimestamp, NodeId, VectorClock};
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use redcloud_common::replication::{Origin, Version};
+use redcloud_common::{ChunkId, FileId, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// The replicated tables.
@@ -17,10 +17,11 @@ pub enum Table {
     ChunkserverNodes,
     ControllerNodes,
     Deletions,
+    Origins,
 }
 
 impl Table {
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Users,
         Table::Files,
         Table::Chunks,
@@ -28,6 +29,7 @@ impl Table {
         Table::ChunkserverNodes,
         Table::ControllerNodes,
         Table::Deletions,
+        Table::Origins,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,6 +41,7 @@ impl Table {
             Table::ChunkserverNodes => "chunkserver_nodes",
             Table::ControllerNodes => "controller_nodes",
             Table::Deletions => "deletions",
+            Table::Origins => "origins",
         }
     }
 
@@ -46,40 +49,76 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.name() == s)
     }
 
-    /// The SQL expression that rebuilds a record key from the row.
-    pub fn key_expr(self) -> &'static str {
+    /// Checks that `key` is a well-formed key of this table.
+    pub fn check_key(self, key: &str) -> Result<(), String> {
+        let node = |s: &str| NodeId::new(s).map(|_| ()).map_err(|e| e.to_string());
         match self {
-            Table::Users => "user_id",
-            Table::Files | Table::Chunks => "file_id",
-            Table::ChunkLocations => "chunk_id || '/' || node_id",
-            Table::ChunkserverNodes | Table::ControllerNodes => "node_id",
-            Table::Deletions => "owner || char(10) || name",
+            Table::Users => check_text("user id", key, 128),
+            Table::Files | Table::Chunks => {
+                key.parse::<FileId>().map(|_| ()).map_err(|e| e.to_string())
+            }
+            Table::ChunkLocations => {
+                let (c, n) = key
+                    .split_once('/')
+                    .ok_or("a chunk location key is chunk/node")?;
+                c.parse::<ChunkId>().map_err(|e| e.to_string())?;
+                node(n)
+            }
+            Table::ChunkserverNodes => {
+                let (c, o) = key
+                    .split_once('/')
+                    .ok_or("a chunkserver key is chunkserver/observer")?;
+                node(c)?;
+                node(o)
+            }
+            Table::ControllerNodes => node(key),
+            Table::Deletions => {
+                let (owner, name) = key
+                    .split_once('\n')
+                    .ok_or("a deletion key is owner\\nname")?;
+                check_text("owner", owner, 128)?;
+                check_name(name)
+            }
+            Table::Origins => key.parse::<Origin>().map(|_| ()),
         }
     }
+}
 
-    /// The WHERE clause selecting the row of a key bound as `?1` (and `?2`).
-    fn key_where(self) -> &'static str {
-        match self {
-            Table::Users => "user_id = ?1",
-            Table::Files | Table::Chunks => "file_id = ?1",
-            Table::ChunkLocations => "chunk_id = ?1 AND node_id = ?2",
-            Table::ChunkserverNodes | Table::ControllerNodes => "node_id = ?1",
-            Table::Deletions => "owner = ?1 AND name = ?2",
-        }
-    }
+/// The longest file name accepted.
+pub const MAX_NAME_BYTES: usize = 1024;
 
-    /// Splits a record key into the values bound to `key_where`.
-    fn key_parts(self, key: &str) -> (String, String) {
-        let split = |sep: char| match key.split_once(sep) {
-            Some((a, b)) => (a.to_string(), b.to_string()),
-            None => (key.to_string(), String::new()),
-        };
-        match self {
-            Table::ChunkLocations => split('/'),
-            Table::Deletions => split('\n'),
-            _ => (key.to_string(), String::new()),
-        }
+/// The most chunks one file version may have (256 GiB at the default 1 MiB chunk
+/// size): a chunk list must fit well inside one replication message.
+pub const MAX_CHUNKS_PER_FILE: u64 = 262_144;
+
+fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
+    if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} must be 1-{max} bytes without control characters"
+        ));
     }
+    Ok(())
+}
+
+/// Checks a user-chosen file name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("file name is empty".into());
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(format!("file name is longer than {MAX_NAME_BYTES} bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err("file name contains control characters".into());
+    }
+    Ok(())
+}
+
+fn check_addr(what: &str, a: &str) -> Result<(), String> {
+    if a.len() > 300 || a.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!("{what} {a:?} is not a host:port"));
+    }
+    Ok(())
 }
 
 /// A file version's fields.
@@ -108,8 +147,10 @@ pub enum Body {
     Chunks(Vec<(ChunkId, u64)>),
     /// Key `chunk/node`: that chunkserver holds that chunk (a tombstone: no longer).
     ChunkLocation,
-    /// A chunkserver, with its health as last judged by the controller that wrote
-    /// this version (health transitions spread by gossip like any other write).
+    /// Key `chunkserver/observer`: a chunkserver's addresses and health as the
+    /// observing controller last judged them from its heartbeats. Every controller
+    /// writes only its own observations, so a record's vector clock never grows with
+    /// the number of controllers.
     Chunkserver {
         grpc_addr: String,
         http_addr: String,
@@ -122,6 +163,11 @@ pub enum Body {
     /// Key `owner\nname`: the name was deleted at this version's timestamp. Versions
     /// of the name older than it are hidden; newer uploads show again.
     Deletion,
+    /// Key: an origin (one life of a controller's database) and whose it is.
+    Origin {
+        node_id: NodeId,
+        started_at_ms: u64,
+    },
 }
 
 impl Body {
@@ -134,6 +180,88 @@ impl Body {
             Body::Chunkserver { .. } => Table::ChunkserverNodes,
             Body::Controller { .. } => Table::ControllerNodes,
             Body::Deletion => Table::Deletions,
+            Body::Origin { .. } => Table::Origins,
+        }
+    }
+
+    /// Checks the fields a peer sent.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            Body::User {
+                username,
+                password_hash,
+                ..
+            } => {
+                check_text("username", username, 128)?;
+                check_text("password hash", password_hash, 512)
+            }
+            Body::File(f) => {
+                check_text("owner", &f.owner, 128)?;
+                check_name(&f.name)?;
+                if f.sha256.len() != 64 || !f.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err("file sha256 is not 64 hex digits".into());
+                }
+                let max = redcloud_common::chunking::MAX_CHUNK_SIZE as u64;
+                if f.chunk_size == 0 || f.chunk_size > max {
+                    return Err(format!("chunk size {} out of range", f.chunk_size));
+                }
+                if u64::from(f.chunk_count) != f.size.div_ceil(f.chunk_size)
+                    || u64::from(f.chunk_count) > MAX_CHUNKS_PER_FILE
+                {
+                    return Err(format!(
+                        "{} chunks of {} bytes do not hold {} bytes",
+                        f.chunk_count, f.chunk_size, f.size
+                    ));
+                }
+                Ok(())
+            }
+            Body::Chunks(list) => {
+                let max = redcloud_common::chunking::MAX_CHUNK_SIZE as u64;
+                if list.len() as u64 > MAX_CHUNKS_PER_FILE {
+                    return Err(format!("chunk list of {} chunks", list.len()));
+                }
+                match list.iter().find(|(_, s)| *s == 0 || *s > max) {
+                    Some((c, s)) => Err(format!("chunk {c} of {s} bytes")),
+                    None => Ok(()),
+                }
+            }
+            Body::Chunkserver {
+                grpc_addr,
+                http_addr,
+                ..
+            }
+            | Body::Controller {
+                grpc_addr,
+                http_addr,
+            } => {
+                check_addr("gRPC address", grpc_addr)?;
+                check_addr("HTTP address", http_addr)
+            }
+            Body::ChunkLocation | Body::Deletion | Body::Origin { .. } => Ok(()),
+        }
+    }
+
+    /// A cheap upper estimate of the encoded size (deltas are cut by bytes).
+    pub fn approx_size(&self) -> usize {
+        match self {
+            Body::User {
+                username,
+                password_hash,
+                ..
+            } => username.len() + password_hash.len() + 16,
+            Body::File(f) => f.owner.len() + f.name.len() + f.sha256.len() + 48,
+            Body::Chunks(list) => list.len() * 42 + 8,
+            Body::Chunkserver {
+                grpc_addr,
+                http_addr,
+                ..
+            }
+            | Body::Controller {
+                grpc_addr,
+                http_addr,
+            } => grpc_addr.len() + http_addr.len() + 8,
+            Body::ChunkLocation | Body::Deletion => 1,
+            Body::Origin { node_id, .. } => node_id.as_str().len() + 16,
         }
     }
 }
@@ -150,6 +278,21 @@ impl Record {
     pub fn table(&self) -> Table {
         self.body.table()
     }
+
+    /// Checks everything about a record a peer sent: its key for its table, its
+    /// body, and its version.
+    pub fn check(&self) -> Result<(), String> {
+        let t = self.table();
+        t.check_key(&self.key)
+            .and_then(|_| self.body.check())
+            .and_then(|_| self.version.check())
+            .map_err(|e| format!("{} record {:?}: {e}", t.name(), self.key))
+    }
+
+    /// A cheap upper estimate of the encoded size.
+    pub fn approx_size(&self) -> usize {
+        self.key.len() + self.body.approx_size() + self.version.vclock.0.len() * 20 + 40
+    }
 }
 
 /// Key of a chunk-location record.
@@ -162,250 +305,64 @@ pub fn deletion_key(owner: &str, name: &str) -> String {
     format!("{owner}\n{name}")
 }
 
-pub const META_COLS: &str = "vclock, hlc, origin, seq, deleted";
-
-fn bad(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("{what}: {e}").into(),
-    )
+/// Key of a chunkserver observation record.
+pub fn chunkserver_key(chunkserver: &NodeId, observer: &NodeId) -> String {
+    format!("{chunkserver}/{observer}")
 }
 
-/// Reads the five meta columns starting at `base`.
-pub fn read_version(row: &Row<'_>, base: usize) -> rusqlite::Result<Version> {
-    let vclock: String = row.get(base)?;
-    let origin: String = row.get(base + 2)?;
-    Ok(Version {
-        vclock: VectorClock::from_json(&vclock).map_err(|e| bad("vclock", e))?,
-        hlc: HlcTimestamp(row.get::<_, i64>(base + 1)? as u64),
-        origin: NodeId::new(origin).map_err(|e| bad("origin", e))?,
-        seq: row.get::<_, i64>(base + 3)? as u64,
-        deleted: row.get::<_, i64>(base + 4)? != 0,
-    })
-}
-
-/// The current version of `key` in `table`, if any.
-pub fn load_version(
-    conn: &Connection,
-    table: Table,
-    key: &str,
-) -> rusqlite::Result<Option<Version>> {
-    let (a, b) = table.key_parts(key);
-    let sql = format!(
-        "SELECT {META_COLS} FROM {} WHERE {}",
-        table.name(),
-        table.key_where()
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    if table.key_where().contains("?2") {
-        st.query_row(params![a, b], |r| read_version(r, 0))
-            .optional()
-    } else {
-        st.query_row(params![a], |r| read_version(r, 0)).optional()
+/// Splits a two-part key (`a/b` or `owner\nname`) at its separator.
+pub fn key_parts(table: Table, key: &str) -> (String, String) {
+    let split = |sep: char| match key.split_once(sep) {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (key.to_string(), String::new()),
+    };
+    match table {
+        Table::ChunkLocations | Table::ChunkserverNodes => split('/'),
+        Table::Deletions => split('\n'),
+        _ => (key.to_string(), String::new()),
     }
 }
 
-/// The whole current record of `key` in `table`, if any.
-pub fn load(conn: &Connection, table: Table, key: &str) -> rusqlite::Result<Option<Record>> {
-    let (a, b) = table.key_parts(key);
-    let cols = match table {
-        Table::Users => "username, password_hash, created_at_ms",
-        Table::Files => "owner, name, size, sha256, chunk_size, chunk_count, public, created_at_ms",
-        Table::Chunks => "list",
-        Table::ChunkserverNodes => "grpc_addr, http_addr, healthy",
-        Table::ControllerNodes => "grpc_addr, http_addr",
-        Table::ChunkLocations | Table::Deletions => "NULL",
-    };
-    let ncols = cols.split(',').count();
-    let sql = format!(
-        "SELECT {cols}, {META_COLS} FROM {} WHERE {}",
-        table.name(),
-        table.key_where()
-    );
-    let mut st = conn.prepare_cached(&sql)?;
-    let read = |r: &Row<'_>| -> rusqlite::Result<Record> {
-        let body = match table {
-            Table::Users => Body::User {
-                username: r.get(0)?,
-                password_hash: r.get(1)?,
-                created_at_ms: r.get::<_, i64>(2)? as u64,
-            },
-            Table::Files => Body::File(FileBody {
-                owner: r.get(0)?,
-                name: r.get(1)?,
-                size: r.get::<_, i64>(2)? as u64,
-                sha256: r.get(3)?,
-                chunk_size: r.get::<_, i64>(4)? as u64,
-                chunk_count: r.get::<_, i64>(5)? as u32,
-                public: r.get::<_, i64>(6)? != 0,
-                created_at_ms: r.get::<_, i64>(7)? as u64,
-            }),
-            Table::Chunks => {
-                let list: String = r.get(0)?;
-                Body::Chunks(decode_chunk_list(&list).map_err(|e| bad("chunk list", e))?)
-            }
-            Table::ChunkLocations => Body::ChunkLocation,
-            Table::ChunkserverNodes => Body::Chunkserver {
-                grpc_addr: r.get(0)?,
-                http_addr: r.get(1)?,
-                healthy: r.get::<_, i64>(2)? != 0,
-            },
-            Table::ControllerNodes => Body::Controller {
-                grpc_addr: r.get(0)?,
-                http_addr: r.get(1)?,
-            },
-            Table::Deletions => Body::Deletion,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_checked_per_table() {
+        let chunk = ChunkId::of(b"x");
+        assert!(
+            Table::ChunkLocations
+                .check_key(&location_key(&chunk, &NodeId::new("cs-1").unwrap()))
+                .is_ok()
+        );
+        assert!(Table::ChunkLocations.check_key("nothex/cs-1").is_err());
+        assert!(Table::Files.check_key("../../etc/passwd").is_err());
+        assert!(Table::Deletions.check_key("anonymous\nbook.txt").is_ok());
+        assert!(Table::Deletions.check_key("anonymous").is_err());
+        assert!(Table::ChunkserverNodes.check_key("cs-1/ctl-1").is_ok());
+        assert!(Table::Origins.check_key("0000000000000001").is_ok());
+        assert!(Table::ControllerNodes.check_key("bad id!").is_err());
+    }
+
+    #[test]
+    fn bodies_are_checked() {
+        let f = FileBody {
+            owner: "anonymous".into(),
+            name: "a.txt".into(),
+            size: 3,
+            sha256: "0".repeat(64),
+            chunk_size: 1024,
+            chunk_count: 1,
+            public: false,
+            created_at_ms: 0,
         };
-        Ok(Record {
-            key: key.to_string(),
-            version: read_version(r, ncols)?,
-            body,
-        })
-    };
-    if table.key_where().contains("?2") {
-        st.query_row(params![a, b], read).optional()
-    } else {
-        st.query_row(params![a], read).optional()
-    }
-}
-
-/// Writes `rec` as the current version of its row (insert or replace).
-pub fn upsert(conn: &Connection, rec: &Record) -> rusqlite::Result<()> {
-    let v = &rec.version;
-    let (vc, hlc, origin, seq, del) = (
-        v.vclock.to_json(),
-        v.hlc.0 as i64,
-        v.origin.as_str().to_string(),
-        v.seq as i64,
-        v.deleted as i64,
-    );
-    let (a, b) = rec.table().key_parts(&rec.key);
-    match &rec.body {
-        Body::User {
-            username,
-            password_hash,
-            created_at_ms,
-        } => conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO users (user_id, username, password_hash, created_at_ms, {META_COLS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        ))?
-        .execute(params![a, username, password_hash, *created_at_ms as i64, vc, hlc, origin, seq, del])?,
-        Body::File(f) => conn.prepare_cached(&format!(
-            "INSERT OR REPLACE INTO files (file_id, owner, name, size, sha256, chunk_size, chunk_count, public,
-               created_at_ms, {META_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
-        ))?
-        .execute(params![
-            a,
-            f.owner,
-            f.name,
-            f.size as i64,
-            f.sha256,
-            f.chunk_size as i64,
-            f.chunk_count as i64,
-            f.public as i64,
-            f.created_at_ms as i64,
-            vc,
-            hlc,
-            origin,
-            seq,
-            del
-        ])?,
-        Body::Chunks(list) => conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO chunks (file_id, list, {META_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ))?
-            .execute(params![a, encode_chunk_list(list), vc, hlc, origin, seq, del])?,
-        Body::ChunkLocation => conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO chunk_locations (chunk_id, node_id, {META_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ))?
-            .execute(params![a, b, vc, hlc, origin, seq, del])?,
-        Body::Chunkserver {
-            grpc_addr,
-            http_addr,
-            healthy,
-        } => conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO chunkserver_nodes (node_id, grpc_addr, http_addr, healthy, {META_COLS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-            ))?
-            .execute(params![a, grpc_addr, http_addr, *healthy as i64, vc, hlc, origin, seq, del])?,
-        Body::Controller { grpc_addr, http_addr } => conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO controller_nodes (node_id, grpc_addr, http_addr, {META_COLS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))?
-            .execute(params![a, grpc_addr, http_addr, vc, hlc, origin, seq, del])?,
-        Body::Deletion => conn
-            .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO deletions (owner, name, {META_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-            ))?
-            .execute(params![a, b, vc, hlc, origin, seq, del])?,
-    };
-    Ok(())
-}
-
-/// Calls `f(table, key, version)` for every row of every replicated table.
-pub fn for_each_version(
-    conn: &Connection,
-    mut f: impl FnMut(Table, &str, &Version),
-) -> rusqlite::Result<()> {
-    for t in Table::ALL {
-        let sql = format!("SELECT {}, {META_COLS} FROM {}", t.key_expr(), t.name());
-        let mut st = conn.prepare_cached(&sql)?;
-        let mut rows = st.query([])?;
-        while let Some(r) = rows.next()? {
-            let key: String = r.get(0)?;
-            let v = read_version(r, 1)?;
-            f(t, &key, &v);
-        }
-    }
-    Ok(())
-}
-
-/// The highest HLC timestamp stored in any replicated table.
-pub fn max_hlc(conn: &Connection) -> rusqlite::Result<HlcTimestamp> {
-    let mut max = 0i64;
-    for t in Table::ALL {
-        let v: Option<i64> =
-            conn.query_row(&format!("SELECT MAX(hlc) FROM {}", t.name()), [], |r| {
-                r.get(0)
-            })?;
-        max = max.max(v.unwrap_or(0));
-    }
-    Ok(HlcTimestamp(max as u64))
-}
-
-/// `[["<hex>", size], ...]`: JSON so SQL can read it with `json_each`.
-pub fn encode_chunk_list(list: &[(ChunkId, u64)]) -> String {
-    let v: Vec<(String, u64)> = list.iter().map(|(c, s)| (c.to_hex(), *s)).collect();
-    serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
-}
-
-pub fn decode_chunk_list(s: &str) -> Result<Vec<(ChunkId, u64)>, String> {
-    let v: Vec<(String, u64)> = serde_json::from_str(s).map_err(|e| e.to_string())?;
-    v.into_iter()
-        .map(|(c, s)| {
-            c.parse()
-                .map(|c| (c, s))
-                .map_err(|e: redcloud_common::IdError| e.to_string())
-        })
-        .collect()
-}
-
-/// The SQL expression that rebuilds `table`'s record key from a row.
-pub fn key_expr(table: Table) -> &'static str {
-    table.key_expr()
-}
-
-/// Removes the row of `key` from `table` outright (tombstone collection only).
-pub fn delete_row(conn: &Connection, table: Table, key: &str) -> rusqlite::Result<usize> {
-    let (a, b) = table.key_parts(key);
-    let sql = format!("DELETE FROM {} WHERE {}", table.name(), table.key_where());
-    if table.key_where().contains("?2") {
-        conn.execute(&sql, params![a, b])
-    } else {
-        conn.execute(&sql, params![a])
+        assert!(Body::File(f.clone()).check().is_ok());
+        let mut bad = f.clone();
+        bad.chunk_count = 7;
+        assert!(Body::File(bad).check().is_err());
+        let mut bad = f;
+        bad.name = "a\u{7}".into();
+        assert!(Body::File(bad).check().is_err());
+        assert!(Body::Chunks(vec![(ChunkId::of(b"x"), 0)]).check().is_err());
     }
 }

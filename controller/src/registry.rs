@@ -28,6 +28,8 @@ struct Entry {
     gossiped_healthy: bool,
     /// Health this controller last wrote (from its own heartbeats).
     reported: Option<bool>,
+    /// The controllers it said, in its last heartbeat, it talks to.
+    talks_to: Vec<redcloud_common::wire::ControllerRef>,
 }
 
 /// What a heartbeat changed.
@@ -136,6 +138,7 @@ impl Registry {
         e.used_bytes = hb.used_bytes;
         e.chunk_count = hb.chunk_count;
         e.corrupt_found = hb.corrupt_found;
+        e.talks_to = hb.controllers.clone();
         HeartbeatOutcome {
             persist: changed.then_some(record),
             wake_repair,
@@ -198,6 +201,27 @@ impl Registry {
             .map(|e| (e.record.clone(), e.healthy_at(now, self.timeout)))
     }
 
+    /// Every controller a chunkserver heard from within the last hour says it talks
+    /// to (deduplicated by id).
+    pub fn reported_controllers(&self) -> Vec<redcloud_common::wire::ControllerRef> {
+        let mut out: HashMap<NodeId, redcloud_common::wire::ControllerRef> = HashMap::new();
+        for e in self.lock().values() {
+            if e.last_heartbeat
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(3600))
+            {
+                for c in &e.talks_to {
+                    out.entry(c.node_id.clone()).or_insert_with(|| c.clone());
+                }
+            }
+        }
+        out.into_values().collect()
+    }
+
+    /// Forgets chunkserver `id` (removed from the cluster).
+    pub fn remove(&self, id: &NodeId) {
+        self.lock().remove(id);
+    }
+
     /// Every known chunkserver, ordered by node id.
     pub fn snapshot(&self) -> Vec<ChunkserverView> {
         let now = Instant::now();
@@ -233,6 +257,7 @@ impl Entry {
             corrupt_found: 0,
             gossiped_healthy,
             reported: None,
+            talks_to: Vec::new(),
         }
     }
 
@@ -259,6 +284,7 @@ mod tests {
             used_bytes: 1,
             chunk_count: 1,
             corrupt_found: 0,
+            controllers: Vec::new(),
         }
     }
 

@@ -30,8 +30,8 @@ use redcloud_proto::chunk_client::Deleted;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::db;
 use crate::error::Result;
+use crate::meta;
 use crate::model::ChunkserverRecord;
 use crate::node::Node;
 
@@ -55,7 +55,7 @@ pub struct RepairReport {
 #[derive(Default)]
 struct WorkerState {
     backoff: HashMap<(ChunkId, NodeId), (u32, Instant)>,
-    unreferenced_since: HashMap<ChunkId, (Instant, u64)>,
+    unreferenced_since: HashMap<ChunkId, Instant>,
 }
 
 /// Runs until `shutdown`.
@@ -96,8 +96,11 @@ async fn pass(
     if healthy.is_empty() {
         return Ok(());
     }
-    let live: HashMap<ChunkId, u64> = node.db.call(|s| db::live_chunks(&s.conn)).await?;
-    let recorded = node.db.call(|s| db::all_chunk_locations(&s.conn)).await?;
+    let live: HashMap<ChunkId, u64> = node.db.call(|s| meta::live_chunks(s.conn())).await?;
+    let recorded = node
+        .db
+        .call(|s| meta::all_chunk_locations(s.conn()))
+        .await?;
 
     // What each healthy chunkserver holds; servers that do not answer sit this pass out.
     let listings = futures::future::join_all(healthy.iter().map(|cs| {
@@ -289,7 +292,7 @@ async fn pass(
     if !location_adds.is_empty() || !location_drops.is_empty() {
         let written = node
             .db
-            .call(move |s| db::reconcile_locations(s, &location_adds, &location_drops))
+            .call(move |s| meta::reconcile_locations(s, &location_adds, &location_drops))
             .await?;
         node.publish(written, None);
     }
@@ -326,70 +329,124 @@ async fn collect_garbage(
         }
     }
     let now = Instant::now();
-    let wall = redcloud_common::now_ms();
     state
         .unreferenced_since
         .retain(|c, _| unreferenced.contains(c));
     for c in &unreferenced {
-        state.unreferenced_since.entry(*c).or_insert((now, wall));
+        state.unreferenced_since.entry(*c).or_insert(now);
     }
     let grace = node.config.chunk_gc_grace;
-    let candidates: Vec<(ChunkId, u64)> = state
+    let candidates: Vec<(ChunkId, Instant)> = state
         .unreferenced_since
         .iter()
-        .filter(|(_, (t, _))| now.duration_since(*t) >= grace)
-        .map(|(c, (_, w))| (*c, *w))
+        .filter(|(_, t)| now.duration_since(**t) >= grace)
+        .map(|(c, t)| (*c, *t))
         .collect();
     if candidates.is_empty() {
         node.metrics.chunk_gc_waiting_for_sync.set(0);
+        node.set_gc_waits("chunks", Vec::new());
         return Ok(0);
     }
     // An upload commits within UPLOAD_TIME_LIMIT (< the grace) of its start, and it
     // writes its chunks after its start; so once the grace has passed since a chunk
     // was first seen unreferenced here, any upload using it has committed or failed.
-    // Every known controller must then have answered us a complete exchange asked
-    // for after that moment (so we hold that commit), and we must hold everything
-    // each had made when it last reported.
-    // The sync time and the references are read together, under the store's lock:
-    // the `live` set this pass started from is older than that sync (an exchange may
-    // have brought the file that uses a chunk in between), so it is not enough.
+    // Every member (every controller known here, to our peers, or to the
+    // chunkservers) must then have answered us a complete exchange asked for after
+    // that moment (so we hold that commit), and we must hold everything each had made
+    // when it last reported. The whole argument is in docs/replication.md.
+    let members = node.members().await?;
+    let wall = node.hlc.wall_ms();
+    let since_ms = |t: Instant| wall.saturating_sub(t.elapsed().as_millis() as u64);
+    let oldest_candidate = candidates.iter().map(|(_, t)| *t).min().unwrap_or(now);
+    let mut waits = Vec::new();
+    if members.is_empty() && !node.config.standalone {
+        waits.push(crate::replication::tombstone_gc::GcWait {
+            node: node.id.clone(),
+            reason: "no other controller is known: this one may be cut off from them (a wrong peer list); \
+                     start it with --standalone to collect chunks alone"
+                .into(),
+            since_ms: since_ms(oldest_candidate),
+        });
+    }
+    let mut synced_at: Option<Instant> = None;
+    let mut all_synced = true;
+    for m in &members {
+        match node.last_complete_exchange(m) {
+            Some(t) => {
+                synced_at = Some(synced_at.map_or(t, |s: Instant| s.min(t)));
+                if t <= oldest_candidate + grace {
+                    waits.push(crate::replication::tombstone_gc::GcWait {
+                        node: m.clone(),
+                        reason: "no complete exchange since unreferenced chunks passed the grace"
+                            .into(),
+                        since_ms: since_ms(oldest_candidate + grace),
+                    });
+                }
+            }
+            None => {
+                all_synced = false;
+                waits.push(crate::replication::tombstone_gc::GcWait {
+                    node: m.clone(),
+                    reason: "no complete exchange with it since this controller started".into(),
+                    since_ms: since_ms(oldest_candidate + grace),
+                });
+            }
+        }
+    }
+    // The references are read under the store's lock, after the sync times: the
+    // `live` set this pass started from is older (an exchange may have brought the
+    // file that uses a chunk in between), so it is not enough.
     let ids: Vec<ChunkId> = candidates.iter().map(|(c, _)| *c).collect();
-    let (synced_at, referenced) = node
+    let alone = members.is_empty();
+    let (caught_up, referenced) = node
         .db
         .call(move |s| {
-            let synced = db::peers_synced_at(s)?;
-            let live = db::live_chunks(&s.conn)?;
+            let caught_up = matches!(
+                crate::replication::tombstone_gc::floor(s, &members)?,
+                crate::replication::tombstone_gc::Floor::Ready {
+                    caught_up: true,
+                    ..
+                }
+            );
+            let live = meta::live_chunks(s.conn())?;
             let referenced: HashSet<ChunkId> =
                 ids.into_iter().filter(|c| live.contains_key(c)).collect();
-            Ok((synced, referenced))
+            Ok((caught_up, referenced))
         })
         .await?;
-    let grace_ms = grace.as_millis() as u64;
+    if !caught_up && all_synced {
+        waits.push(crate::replication::tombstone_gc::GcWait {
+            node: node.id.clone(),
+            reason: "this controller does not yet hold every write its peers reported".into(),
+            since_ms: since_ms(oldest_candidate + grace),
+        });
+    }
+    let blocked = !waits.is_empty() || !all_synced || !caught_up;
+    // Alone and standalone: nobody else can hold a file that uses them.
+    let synced_at = match synced_at {
+        Some(s) => s,
+        None if alone => Instant::now(),
+        None => oldest_candidate,
+    };
     let waiting = candidates
         .iter()
-        .filter(|(c, w)| {
-            !referenced.contains(c) && synced_at.is_none_or(|s| w.saturating_add(grace_ms) >= s)
-        })
+        .filter(|(c, t)| !referenced.contains(c) && (blocked || *t + grace >= synced_at))
         .count();
     node.metrics.chunk_gc_waiting_for_sync.set(waiting as u64);
-    let Some(synced_at) = synced_at else {
+    node.set_gc_waits("chunks", waits);
+    if blocked {
         return Ok(0);
-    };
-    let candidates: Vec<(ChunkId, u64)> = candidates
+    }
+    let candidates: Vec<(ChunkId, Instant)> = candidates
         .into_iter()
-        .filter(|(c, w)| {
-            w.saturating_add(grace_ms) < synced_at
-                && !referenced.contains(c)
-                && !node.is_in_flight(c)
-        })
+        .filter(|(c, t)| *t + grace < synced_at && !referenced.contains(c) && !node.is_in_flight(c))
         .collect();
     // An upload on a peer that committed after that peer's last answer to us is not
     // in our references; it started less than the upload time limit (< the grace)
     // before its commit, and offered its chunks after its start. So a chunkserver
     // deletes a chunk only if nobody wrote or offered it to it since the grace
     // before that answer: the window reaches from then to the delete's arrival.
-    let since_sync = Duration::from_millis(redcloud_common::now_ms().saturating_sub(synced_at));
-    let window = since_sync + grace;
+    let window = synced_at.elapsed() + grace;
     let mut collected = 0;
     for (chunk, _) in candidates {
         let mut all_ok = true;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use redcloud_search::index::{Hit, Index, Query, SearchError};
 use tokio_util::sync::CancellationToken;
 
-use crate::db;
 use crate::download;
+use crate::meta;
 use crate::model::ANONYMOUS;
 use crate::node::Node;
 
@@ -98,7 +98,7 @@ async fn pass(
 ) -> Result<(), crate::error::ControllerError> {
     let current = node
         .db
-        .call(|s| db::list_current(&s.conn, ANONYMOUS, ""))
+        .call(|s| meta::list_current(s.conn(), ANONYMOUS, ""))
         .await?;
     let want: BTreeMap<String, crate::model::FileRecord> =
         current.into_iter().map(|f| (f.name.clone(), f)).collect();

@@ -12,9 +12,9 @@ use redcloud_proto::controller::{self as pb, controller_server::Controller};
 use redcloud_proto::convert;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::db;
 use crate::download;
 use crate::error::ControllerError;
+use crate::meta;
 use crate::model::{ANONYMOUS, FileRecord};
 use crate::node::Node;
 use crate::upload::{self, UploadPart, UploadStart};
@@ -143,7 +143,7 @@ impl Controller for ControllerService {
         let files = self
             .node
             .db
-            .call(move |s| db::list_current(&s.conn, ANONYMOUS, &prefix))
+            .call(move |s| meta::list_current(s.conn(), ANONYMOUS, &prefix))
             .await?;
         Ok(Response::new(pb::ListResponse {
             files: files.iter().map(file_info).collect(),
@@ -159,7 +159,7 @@ impl Controller for ControllerService {
         let (deleted, written) = self
             .node
             .db
-            .call(move |s| db::delete_name(s, ANONYMOUS, &n))
+            .call(move |s| meta::delete_name(s, ANONYMOUS, &n))
             .await?;
         self.node.publish(written, None);
         if deleted == 0 {
@@ -222,7 +222,7 @@ impl Controller for ControllerService {
         let list = self
             .node
             .db
-            .call(move |s| db::versions(&s.conn, ANONYMOUS, &n))
+            .call(move |s| meta::versions(s.conn(), ANONYMOUS, &n))
             .await?;
         if list.is_empty() {
             return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
@@ -252,7 +252,7 @@ impl Controller for ControllerService {
         let locations = self
             .node
             .db
-            .call(move |s| db::locations(&s.conn, &ids))
+            .call(move |s| meta::locations(s.conn(), &ids))
             .await?;
         let chunks = opened
             .chunks
@@ -293,11 +293,11 @@ impl Controller for ControllerService {
             .node
             .db
             .call(|s| {
-                let c = &s.conn;
+                let c = s.conn();
                 Ok((
-                    db::controllers(c)?,
-                    db::live_file_count(c)?,
-                    db::live_chunk_locations(c)?,
+                    meta::controllers(c)?,
+                    meta::live_file_count(c)?,
+                    meta::live_chunk_locations(c)?,
                     s.digest()?,
                     s.vector(),
                 ))
@@ -386,6 +386,78 @@ impl Controller for ControllerService {
                 .collect(),
             repair_backlog: repair.missing_copies,
             lost_chunks: repair.lost_chunks,
+            gc_waits: self
+                .node
+                .gc_waits()
+                .into_iter()
+                .map(|(collector, w)| pb::GcWait {
+                    collector: collector.to_string(),
+                    node_id: w.node.to_string(),
+                    reason: w.reason,
+                    since_ms: w.since_ms,
+                })
+                .collect(),
+            clock_skew_ms: self.node.hlc.skew_ms(),
+            records_held_clock_ahead: self.node.metrics.records_held_clock_ahead.get(),
+            members: self
+                .node
+                .members()
+                .await?
+                .into_iter()
+                .map(|m| m.to_string())
+                .collect(),
+        }))
+    }
+
+    async fn forget_node(
+        &self,
+        request: Request<pb::ForgetNodeRequest>,
+    ) -> Result<Response<pb::ForgetNodeResponse>, Status> {
+        let req = request.into_inner();
+        let id = redcloud_common::NodeId::new(convert::required("node_id", &req.node_id)?)
+            .map_err(|e| ControllerError::InvalidArgument(e.to_string()))?;
+        if id == self.node.id {
+            return Err(ControllerError::InvalidArgument(format!(
+                "{id} is the controller answering this request: a controller cannot forget itself \
+                 (ask another one, after stopping this one for good)"
+            ))
+            .into());
+        }
+        if !req.force {
+            // Heard from recently: probably not gone for good.
+            let alive_window = self
+                .node
+                .config
+                .heartbeat_timeout
+                .max(std::time::Duration::from_secs(30));
+            let controller_alive = self.node.peers.alive(alive_window).contains(&id);
+            let chunkserver_alive = self.node.registry.get(&id).is_some_and(|(_, h)| h);
+            if controller_alive || chunkserver_alive {
+                return Err(ControllerError::FailedPrecondition(format!(
+                    "{id} was heard from within the last {} s: it looks alive. Forgetting a live node \
+                     means collection stops waiting for it: deletes it has not seen may later be undone on \
+                     it, and chunks only it references may be deleted. Stop it for good first, or pass --force",
+                    alive_window.as_secs()
+                ))
+                .into());
+            }
+        }
+        let target = id.clone();
+        let (forgotten, written) = self.node.db.call(move |s| meta::forget(s, &target)).await?;
+        if !forgotten.controller && forgotten.chunkserver_records == 0 && forgotten.locations == 0 {
+            return Err(ControllerError::NotFound(format!(
+                "no controller or chunkserver {id} is known"
+            ))
+            .into());
+        }
+        self.node.peers.remove_id(&id);
+        self.node.registry.remove(&id);
+        self.node.publish(written, None);
+        tracing::warn!(node = %id, ?forgotten, "node forgotten: collection no longer waits for it");
+        Ok(Response::new(pb::ForgetNodeResponse {
+            controller: forgotten.controller,
+            chunkserver_records: forgotten.chunkserver_records as u32,
+            chunk_locations: forgotten.locations as u32,
         }))
     }
 }

@@ -19,8 +19,8 @@ use redcloud_common::{ChunkId, FileId, NodeId, Sha256Hex};
 use redcloud_proto::chunk_client::ChunkCallError;
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::db;
 use crate::error::{ControllerError, Result};
+use crate::meta;
 use crate::model::{ChunkRef, ChunkserverRecord, FileRecord};
 use crate::node::Node;
 
@@ -79,22 +79,7 @@ impl Drop for InFlight {
 
 /// Validates a user-chosen file name.
 pub fn validate_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(ControllerError::InvalidArgument(
-            "file name is empty".into(),
-        ));
-    }
-    if name.len() > 1024 {
-        return Err(ControllerError::InvalidArgument(
-            "file name is longer than 1024 bytes".into(),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(ControllerError::InvalidArgument(
-            "file name contains control characters".into(),
-        ));
-    }
-    Ok(())
+    crate::records::check_name(name).map_err(ControllerError::InvalidArgument)
 }
 
 /// Longest an upload may run, from its start to its commit: 80% of the chunk GC
@@ -114,6 +99,15 @@ where
     S: Stream<Item = Result<UploadPart>> + Unpin,
 {
     validate_name(&start.name)?;
+    let max_chunk = node.config.chunk_size;
+    if start.size.div_ceil(max_chunk) > crate::records::MAX_CHUNKS_PER_FILE {
+        return Err(ControllerError::InvalidArgument(format!(
+            "a file of {} bytes is larger than the largest this cluster stores ({} chunks of {} bytes)",
+            start.size,
+            crate::records::MAX_CHUNKS_PER_FILE,
+            max_chunk
+        )));
+    }
     let started = std::time::Instant::now();
     let mut targets = node.registry.healthy();
     if targets.is_empty() {
@@ -222,7 +216,7 @@ where
         meta: redcloud_common::replication::Version {
             vclock: Default::default(),
             hlc: Default::default(),
-            origin: node.id.clone(),
+            origin: Default::default(),
             seq: 0,
             deleted: false,
         },
@@ -248,7 +242,7 @@ where
     let f = file.clone();
     let written = node
         .db
-        .call(move |s| db::insert_file(s, &f, &chunks, &locations))
+        .call(move |s| meta::insert_file(s, &f, &chunks, &locations))
         .await?;
     let file = FileRecord {
         meta: written[0].version.clone(),
@@ -364,7 +358,7 @@ async fn place_chunk(
                     let loc = vec![(id, target.node_id)];
                     match late_node
                         .db
-                        .call(move |s| db::record_locations(s, &loc))
+                        .call(move |s| meta::record_locations(s, &loc))
                         .await
                     {
                         Ok(recs) => late_node.publish(recs, None),

@@ -122,7 +122,7 @@ async fn new_chunkserver_fill(data: &[Vec<u8>]) -> (u64, Duration) {
     let bytes: u64 = cluster.controllers[0]
         .controller()
         .db
-        .call(|s| redcloud_controller::db::live_chunks(&s.conn))
+        .call(|s| redcloud_controller::meta::live_chunks(s.conn()))
         .await
         .expect("live chunks")
         .values()

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redcloud_common::FileId;
-use redcloud_controller::db::Write;
 use redcloud_controller::node::Node;
-use redcloud_controller::records::{self, Body, FileBody, Record, Table};
+use redcloud_controller::records::{Body, FileBody, Record, Table};
 use redcloud_controller::replication::encode;
+use redcloud_controller::replication::engine::Write;
 use redcloud_tests::{ClusterSpec, TestCluster};
 use serde_json::json;
 
@@ -96,7 +96,12 @@ fn peer_bytes(cluster: &TestCluster) -> u64 {
 async fn has(node: &Arc<Node>, key: &str) -> bool {
     let key = key.to_string();
     node.db
-        .call(move |s| Ok(records::load_version(&s.conn, Table::Files, &key)?.is_some()))
+        .call(move |s| {
+            Ok(
+                redcloud_controller::meta::rows::load_version(s.conn(), Table::Files, &key)?
+                    .is_some(),
+            )
+        })
         .await
         .unwrap_or(false)
 }

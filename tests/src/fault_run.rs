@@ -55,7 +55,9 @@ impl Default for FaultRunConfig {
             controllers: 3,
             chunkservers: 3,
             clients: 3,
-            max_clock_offset_ms: 120_000,
+            // Restarted clocks stay within a quarter of the drift bound (5 s) of each
+            // other; larger steps are the clock-jump fault.
+            max_clock_offset_ms: 1_200,
             converge_deadline: Duration::from_secs(120),
         }
     }
@@ -127,6 +129,7 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
         tweak: Some(|_, c| {
             c.chunk_gc_grace = Duration::from_secs(15);
             c.tombstone_grace = Duration::from_secs(5);
+            c.max_clock_drift = Duration::from_secs(5);
             c.tombstone_gc_interval = Duration::from_secs(2);
         }),
         ..Default::default()
@@ -293,7 +296,7 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
             .call(move |s| {
                 let mut out = Vec::new();
                 for name in &names {
-                    let mut st = s.conn.prepare(
+                    let mut st = s.conn().prepare(
                         "SELECT file_id, origin, seq, hlc, deleted, vclock FROM files
                           WHERE owner = 'anonymous' AND name = ?1 ORDER BY hlc",
                     )?;
@@ -310,7 +313,7 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
                             ))
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
-                    let mut st = s.conn.prepare(
+                    let mut st = s.conn().prepare(
                         "SELECT origin, seq, hlc FROM deletions WHERE owner = 'anonymous' AND name = ?1",
                     )?;
                     let del = st
@@ -328,7 +331,7 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
                     out.extend(del);
                 }
                 for id in &ids {
-                    let mut st = s.conn.prepare(
+                    let mut st = s.conn().prepare(
                         "SELECT 'files', origin, seq, deleted FROM files WHERE file_id = ?1
                          UNION ALL SELECT 'chunks', origin, seq, deleted FROM chunks WHERE file_id = ?1
                          UNION ALL SELECT 'log ' || table_name, origin, seq, 0 FROM gossip_log WHERE row_key = ?1",

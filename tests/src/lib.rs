@@ -508,7 +508,7 @@ impl TestCluster {
     pub async fn live_chunks(&self) -> std::collections::BTreeSet<ChunkId> {
         let node = self.controllers[0].controller().clone();
         node.db
-            .call(|s| redcloud_controller::db::live_chunks(&s.conn))
+            .call(|s| redcloud_controller::meta::live_chunks(s.conn()))
             .await
             .expect("live chunks")
             .into_keys()

@@ -1,15 +1,18 @@
-//! Pull anti-entropy: every `ANTI_ENTROPY_INTERVAL` a controller exchanges version
-//! vectors with one random peer. The peer answers with what we lack; we then push
-//! what it lacks. Both legs carry only the difference: an idle round is two small
-//! version vectors.
+//! Pull anti-entropy: every `ANTI_ENTROPY_INTERVAL` a controller exchanges state
+//! with one random peer. It sends a hash of its version vector (and the vector
+//! when it expects a difference); the peer answers `Same`, or with its vector and
+//! the delta we lack; we apply it and push back what the peer lacks. Deltas are cut
+//! by bytes; the exchange repeats until neither side's was cut. An idle round is
+//! two messages of a few dozen bytes, whatever the number of controllers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redcloud_common::http::HttpError;
 use tokio_util::sync::CancellationToken;
 
-use super::{DELTA_LIMIT, Push, PushAck, Summary, SummaryReply, decode, encode};
+use super::{DELTA_BUDGET, Push, PushAck, Summary, SummaryReply, clock_key, decode, encode};
+use crate::meta;
 use crate::node::Node;
 
 /// Why an exchange failed.
@@ -28,77 +31,132 @@ pub enum ExchangeError {
 pub struct ExchangeStats {
     pub received: usize,
     pub sent: usize,
+    pub held: usize,
+    pub rounds: usize,
 }
 
-/// Most rounds one exchange runs when deltas are cut at [`DELTA_LIMIT`].
-const MAX_ROUNDS: usize = 64;
+/// Most rounds one exchange runs when deltas are cut at [`DELTA_BUDGET`].
+const MAX_ROUNDS: usize = 256;
 
 /// One anti-entropy exchange with the peer at `peer_http`, repeated until neither
 /// side's delta was cut short.
 pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats, ExchangeError> {
     let mut stats = ExchangeStats::default();
+    let malformed = |reason: String| ExchangeError::Malformed {
+        peer: peer_http.to_string(),
+        reason,
+    };
+    // Send the vector itself unless the last round with this peer found them equal
+    // at this very vector (then the hash alone settles an idle round).
+    let mut send_vector = !node
+        .peers
+        .last_same_hash_is(peer_http, &node.db.call(|s| Ok(s.vector().hash())).await?);
     for _ in 0..MAX_ROUNDS {
+        stats.rounds += 1;
         node.metrics.anti_entropy_rounds.inc();
         let vector = node.db.call(|s| Ok(s.vector())).await?;
+        let hash = vector.hash();
         // The peer computes its answer after this moment: a complete answer means we
-        // hold everything it held at or after it (chunk GC relies on this time).
-        let asked_at = redcloud_common::now_ms();
+        // hold everything it held at or after it (chunk GC relies on this).
+        let asked_at = Instant::now();
+        let asked_at_ms = node.hlc.wall_ms();
         let syn = encode(&Summary {
             from: node.id.clone(),
             from_http: node.http_addr(),
-            vector,
+            clock_ms: node.hlc.wall_ms(),
+            hash,
+            vector: send_vector.then(|| vector.clone()),
         });
         let answer = node
             .net
             .post(peer_http, "/internal/gossip/state-summary", syn)
             .await?;
-        let reply: SummaryReply = decode(&answer).map_err(|e| ExchangeError::Malformed {
-            peer: peer_http.to_string(),
-            reason: e.to_string(),
-        })?;
-        let their_complete = reply.delta.complete;
-        stats.received += reply.delta.records.len();
-        let peer_id = reply.from.clone();
-        let their_vector = reply.vector.clone();
-        let delta = reply.delta;
-        let changed = node
+        let reply: SummaryReply = decode(&answer).map_err(|e| malformed(e.to_string()))?;
+        reply.check().map_err(|e| malformed(e.to_string()))?;
+        let peer_id = reply.from().clone();
+        node.hlc
+            .note_peer_clock(clock_key(&peer_id), reply.clock_ms());
+        let (theirs, delta) = match reply {
+            SummaryReply::Same { .. } => {
+                let (p, v) = (peer_id.clone(), vector.clone());
+                let now = node.hlc.wall_ms();
+                node.db
+                    .call(move |s| {
+                        meta::log::note_report(s.conn(), &p, &v, now)?;
+                        meta::log::note_exchange(s.conn(), &p, asked_at_ms)?;
+                        Ok(())
+                    })
+                    .await?;
+                node.peers.mark_ok(peer_http);
+                node.peers.set_last_same_hash(peer_http, Some(hash));
+                node.note_complete_exchange(&peer_id, asked_at);
+                return Ok(stats);
+            }
+            SummaryReply::Differs { delta: None, .. } => {
+                // The peer needs our vector to tell us what we lack.
+                send_vector = true;
+                continue;
+            }
+            SummaryReply::Differs {
+                vector: theirs,
+                delta: Some(delta),
+                ..
+            } => (theirs, delta),
+        };
+        node.peers.set_last_same_hash(peer_http, None);
+        let their_complete = delta.complete;
+        stats.received += delta.batch.records.len();
+        let (p, t) = (peer_id.clone(), theirs.clone());
+        let drift = node.config.max_clock_drift.as_millis() as u64;
+        let now = node.hlc.wall_ms();
+        let applied = node
             .db
             .call(move |s| {
-                let complete = delta.complete.then_some(&their_vector);
-                let changed = s.apply_delta(delta.records, &delta.superseded, complete)?;
-                s.note_peer_vector(&peer_id, &their_vector, delta.complete.then_some(asked_at))?;
-                Ok(changed)
+                let a = s.apply(&delta.batch, drift)?;
+                meta::log::note_report(s.conn(), &p, &t, now)?;
+                Ok(a)
             })
             .await?;
-        node.learned(changed, Some(reply.from.clone())).await;
+        stats.held += applied.held.len();
+        node.note_held(&peer_id, &applied.held);
+        node.learned(applied.changed, Some(peer_id.clone())).await;
 
         // Push back what the peer lacks.
-        let their_vector = reply.vector;
-        let (ours, our_vector) = node
+        let ours = node
             .db
-            .call(move |s| Ok((s.delta(&their_vector, DELTA_LIMIT)?, s.vector())))
+            .call(move |s| s.delta(&theirs, DELTA_BUDGET))
             .await?;
         let our_complete = ours.complete;
-        if !ours.records.is_empty() || !ours.superseded.is_empty() {
-            stats.sent += ours.records.len();
+        let mut they_held = 0;
+        if !ours.batch.records.is_empty() || !ours.batch.ranges.is_empty() {
+            stats.sent += ours.batch.records.len();
             let push = encode(&Push {
                 from: node.id.clone(),
                 from_http: node.http_addr(),
-                records: ours.records,
-                superseded: ours.superseded,
-                complete_from: our_complete.then_some(our_vector),
+                clock_ms: node.hlc.wall_ms(),
+                batch: ours.batch,
             });
             let ack = node
                 .net
                 .post(peer_http, "/internal/gossip/receive", push)
                 .await?;
-            decode::<PushAck>(&ack).map_err(|e| ExchangeError::Malformed {
-                peer: peer_http.to_string(),
-                reason: e.to_string(),
-            })?;
+            let ack: PushAck = decode(&ack).map_err(|e| malformed(e.to_string()))?;
+            node.hlc.note_peer_clock(clock_key(&ack.from), ack.clock_ms);
+            they_held = ack.held;
         }
         node.peers.mark_ok(peer_http);
+        send_vector = true;
+        if stats.held > 0 || they_held > 0 {
+            // Records stamped ahead of one side's clock were held back: another round
+            // now would carry them again. They come once that clock passes them.
+            return Ok(stats);
+        }
         if their_complete && our_complete {
+            let p = peer_id.clone();
+            node.db
+                .call(move |s| Ok(meta::log::note_exchange(s.conn(), &p, asked_at_ms)?))
+                .await?;
+            node.note_complete_exchange(&peer_id, asked_at);
             return Ok(stats);
         }
     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use redcloud_common::discovery::Resolver;
 use tokio_util::sync::CancellationToken;
 
-use super::PeerInfo;
-use crate::db;
+use super::{PeerInfo, clock_key};
+use crate::meta;
 use crate::node::Node;
 
 /// The controllers' HTTP port, used when a peer name carries no port.
@@ -26,6 +26,7 @@ pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         .min(std::time::Duration::from_secs(1));
     loop {
         let everyone_answered = discover_once(&node, &resolver).await;
+        node.discovery_pass_done();
         let wait = if everyone_answered {
             node.config.discovery_interval
         } else {
@@ -51,7 +52,7 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
         let id = node.id.clone();
         match node
             .db
-            .call(move |s| db::upsert_controller(s, &id, &grpc, &http))
+            .call(move |s| meta::upsert_controller(s, &id, &grpc, &http))
             .await
         {
             Ok(written) => node.publish(written, None),
@@ -62,41 +63,34 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
         node_id: node.id.clone(),
         grpc_addr: node.grpc_addr(),
         http_addr: node.http_addr(),
+        clock_ms: Some(node.hlc.wall_ms()),
     };
     let body = match serde_json::to_vec(&me) {
         Ok(b) => bytes::Bytes::from(b),
         Err(_) => return false,
     };
-    let mut all_ok = true;
-    for addr in addrs {
-        let addr = addr.to_string();
-        if addr == node.http_addr() || is_self(node, &addr) {
-            continue;
+    // Every address at once: one frozen or silent peer must not delay the others
+    // (at start, a peer's clock is sampled from its answer before anything is
+    // written here).
+    let targets: Vec<String> = addrs
+        .into_iter()
+        .map(|a| a.to_string())
+        .filter(|a| *a != node.http_addr() && !is_self(node, a))
+        .collect();
+    let calls = targets.iter().map(|addr| {
+        let body = body.clone();
+        async move {
+            (
+                addr,
+                node.net.post(addr, "/internal/peers/register", body).await,
+            )
         }
-        match node
-            .net
-            .post(&addr, "/internal/peers/register", body.clone())
-            .await
-        {
+    });
+    let mut all_ok = true;
+    for (addr, r) in futures::future::join_all(calls).await {
+        match r {
             Ok(answer) => match serde_json::from_slice::<Vec<PeerInfo>>(&answer) {
-                Ok(list) => {
-                    // The answer lists the answering controller first.
-                    let answered = list.first().map(|p| p.http_addr.clone());
-                    for p in list {
-                        if p.node_id != node.id
-                            && node.peers.upsert(
-                                Some(p.node_id.clone()),
-                                &p.http_addr,
-                                &p.grpc_addr,
-                            )
-                        {
-                            tracing::info!(peer = %p.node_id, http = %p.http_addr, "discovered controller");
-                        }
-                    }
-                    if let Some(a) = answered {
-                        node.peers.mark_ok(&a);
-                    }
-                }
+                Ok(list) => take_peer_list(node, list),
                 Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),
             },
             Err(e) => {
@@ -106,6 +100,29 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
         }
     }
     all_ok
+}
+
+/// Takes in a registration answer: the answering controller first, with its clock,
+/// then every controller it knows.
+fn take_peer_list(node: &Node, list: Vec<PeerInfo>) {
+    let answered = list.first().map(|p| p.http_addr.clone());
+    if let Some(first) = list.first()
+        && let Some(ms) = first.clock_ms
+    {
+        node.hlc.note_peer_clock(clock_key(&first.node_id), ms);
+    }
+    for p in list.into_iter().filter(|p| p.check().is_ok()) {
+        if p.node_id != node.id
+            && node
+                .peers
+                .upsert(Some(p.node_id.clone()), &p.http_addr, &p.grpc_addr)
+        {
+            tracing::info!(peer = %p.node_id, http = %p.http_addr, "discovered controller");
+        }
+    }
+    if let Some(a) = answered {
+        node.peers.mark_ok(&a);
+    }
 }
 
 /// Whether `addr` is one of this node's own listening addresses (a DNS alias
@@ -123,8 +140,20 @@ fn is_self(node: &Node, addr: &str) -> bool {
 
 /// Adds the controllers recorded in the database to the peer set.
 pub async fn refresh_from_db(node: &Arc<Node>) {
-    match node.db.call(|s| db::controllers(&s.conn)).await {
-        Ok(list) => {
+    match node
+        .db
+        .call(|s| {
+            Ok((
+                meta::controllers(s.conn())?,
+                meta::forgotten_controllers(s.conn())?,
+            ))
+        })
+        .await
+    {
+        Ok((list, forgotten)) => {
+            for id in &forgotten {
+                node.peers.remove_id(id);
+            }
             for (id, grpc, http) in list {
                 if id != node.id && node.peers.upsert(Some(id.clone()), &http, &grpc) {
                     tracing::info!(peer = %id, %http, "learned controller from replicated state");

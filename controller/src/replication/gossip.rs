@@ -11,7 +11,8 @@ use redcloud_common::NodeId;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Push, PushAck, decode, encode};
+use super::engine::Batch;
+use super::{Push, PushAck, clock_key, decode, encode};
 use crate::node::Node;
 use crate::records::Record;
 
@@ -98,9 +99,12 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
     let body = encode(&Push {
         from: node.id.clone(),
         from_http: node.http_addr(),
-        records,
-        superseded: Vec::new(),
-        complete_from: None,
+        clock_ms: node.hlc.wall_ms(),
+        batch: Batch {
+            records,
+            ranges: Vec::new(),
+            cleared: Vec::new(),
+        },
     });
     for peer in targets {
         let node = node.clone();
@@ -112,11 +116,21 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
                 .post(&peer.http_addr, "/internal/gossip/receive", body)
                 .await
             {
-                Ok(b) if decode::<PushAck>(&b).is_ok() => node.peers.mark_ok(&peer.http_addr),
-                Ok(_) => {
-                    node.metrics.gossip_push_failures.inc();
-                    node.peers.set_needs_sync(&peer.http_addr, true);
-                }
+                Ok(b) => match decode::<PushAck>(&b) {
+                    Ok(ack) => {
+                        node.hlc.note_peer_clock(clock_key(&ack.from), ack.clock_ms);
+                        node.peers.mark_ok(&peer.http_addr);
+                        if ack.held > 0 {
+                            // It holds records stamped ahead of its clock: they come
+                            // again by anti-entropy once its clock passes them.
+                            node.peers.set_needs_sync(&peer.http_addr, true);
+                        }
+                    }
+                    Err(_) => {
+                        node.metrics.gossip_push_failures.inc();
+                        node.peers.set_needs_sync(&peer.http_addr, true);
+                    }
+                },
                 Err(e) => {
                     node.metrics.gossip_push_failures.inc();
                     tracing::debug!("push to {} failed: {e}", peer.http_addr);

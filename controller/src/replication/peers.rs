@@ -19,6 +19,8 @@ pub struct Peer {
     pub sync_wanted_since: Option<Instant>,
     /// When a message to or from it last succeeded.
     pub last_ok: Option<Instant>,
+    /// The vector hash both sides had when the last exchange found them equal.
+    pub last_same_hash: Option<[u8; 16]>,
 }
 
 /// Known peers by HTTP address. `std` mutex: map operations only.
@@ -59,6 +61,7 @@ impl Peers {
                         // A new peer may lack anything: sync with it soon.
                         sync_wanted_since: Some(Instant::now()),
                         last_ok: None,
+                        last_same_hash: None,
                     },
                 );
                 true
@@ -105,6 +108,30 @@ impl Peers {
             .filter(|p| p.last_ok.is_some_and(|t| now.duration_since(t) <= window))
             .filter_map(|p| p.node_id.clone())
             .collect()
+    }
+
+    /// Whether the last exchange with the peer at `http_addr` found both vectors
+    /// equal to `hash` (then a hash alone settles the next idle round).
+    pub fn last_same_hash_is(&self, http_addr: &str, hash: &[u8; 16]) -> bool {
+        self.lock()
+            .get(http_addr)
+            .is_some_and(|p| p.last_same_hash.as_ref() == Some(hash))
+    }
+
+    pub fn set_last_same_hash(&self, http_addr: &str, hash: Option<[u8; 16]>) {
+        if let Some(p) = self.lock().get_mut(http_addr) {
+            p.last_same_hash = hash;
+        }
+    }
+
+    /// Whether a peer with node id `id` is known.
+    pub fn knows_id(&self, id: &NodeId) -> bool {
+        self.lock().values().any(|p| p.node_id.as_ref() == Some(id))
+    }
+
+    /// Forgets the peer with node id `id` (it was removed from the cluster).
+    pub fn remove_id(&self, id: &NodeId) {
+        self.lock().retain(|_, p| p.node_id.as_ref() != Some(id));
     }
 
     pub fn set_needs_sync(&self, http_addr: &str, v: bool) {

@@ -209,17 +209,21 @@ async fn duplicated_delayed_and_dropped_messages_change_nothing() {
         let vv = redcloud_common::replication::VersionVector::default();
         let all_state = node
             .db
-            .call(move |s| s.delta(&vv, 1_000_000))
+            .call(move |s| s.delta(&vv, usize::MAX))
             .await
             .expect("delta");
+        assert!(all_state.complete);
         for j in all {
-            let (recs, sup) = (all_state.records.clone(), all_state.superseded.clone());
-            let changed = n(j)
+            let batch = all_state.batch.clone();
+            let applied = n(j)
                 .db
-                .call(move |s| s.apply(recs, &sup))
+                .call(move |s| s.apply(&batch, 60_000))
                 .await
                 .expect("apply");
-            assert!(changed.is_empty(), "replayed state changed controller {j}");
+            assert!(
+                applied.changed.is_empty(),
+                "replayed state changed controller {j}"
+            );
         }
     }
     assert_eq!(cluster.digests(&all).await, d);

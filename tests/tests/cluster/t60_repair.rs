@@ -120,8 +120,12 @@ async fn scrub_finds_a_flipped_byte_and_repair_restores_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_every_file_frees_every_chunk_everywhere() {
     let cluster = TestCluster::with(ClusterSpec {
-        // The shortest grace accepted (it also bounds an upload's duration).
-        tweak: Some(|_, cfg| cfg.chunk_gc_grace = redcloud_controller::config::MIN_CHUNK_GC_GRACE),
+        // The shortest grace accepted (it also bounds an upload's duration). One
+        // controller: it collects chunks only when told it is alone on purpose.
+        tweak: Some(|_, cfg| {
+            cfg.chunk_gc_grace = redcloud_controller::config::MIN_CHUNK_GC_GRACE;
+            cfg.standalone = true;
+        }),
         ..Default::default()
     })
     .await;
@@ -247,14 +251,15 @@ async fn chunkserver_health_changes_spread_to_every_controller() {
         async move {
             node.db
                 .call(move |s| {
-                    Ok(s.conn.query_row(
-                        "SELECT healthy FROM chunkserver_nodes WHERE node_id = ?1",
-                        [id],
-                        |r| r.get::<_, i64>(0),
-                    )?)
+                    // The freshest observation any controller made of it.
+                    Ok(redcloud_controller::meta::chunkservers(s.conn())?
+                        .into_iter()
+                        .find(|(c, _)| c.node_id.as_str() == id.trim())
+                        .map(|(_, healthy)| healthy as i64))
                 })
                 .await
                 .ok()
+                .flatten()
         }
     };
     cluster.chunkservers[2].kill();
