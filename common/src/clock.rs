@@ -235,7 +235,22 @@ impl Hlc {
         }
     }
 
-    /// Takes in peer `peer`'s (disciplined) wall clock, read from a message it sent.
+    /// Takes in peer `peer`'s (disciplined) wall clock, read from its answer to a
+    /// request of ours that took `rtt` there and back: the clock is taken as of half
+    /// the round trip before now, and a sample whose round trip exceeds half the
+    /// margin is dropped (too imprecise). Only answers count: a request can sit in a
+    /// socket's queue for seconds (a peer still starting, or frozen), so the clock
+    /// it carries may be old by any amount.
+    pub fn note_answer_clock(&self, peer: u64, peer_wall_ms: u64, rtt: std::time::Duration) {
+        let rtt_ms = rtt.as_millis() as u64;
+        if rtt_ms > self.margin_ms.load(AtomicOrdering::Relaxed) / 2 {
+            return;
+        }
+        self.note_peer_clock(peer, peer_wall_ms.saturating_add(rtt_ms / 2));
+    }
+
+    /// Takes in peer `peer`'s (disciplined) wall clock as of now (tests; see
+    /// [`Hlc::note_answer_clock`]).
     pub fn note_peer_clock(&self, peer: u64, peer_wall_ms: u64) {
         let mono = self.mono_ms();
         self.peers
@@ -261,6 +276,22 @@ impl Hlc {
         }
         times.sort_unstable();
         times[(times.len() - 1) / 2]
+    }
+
+    /// Every fresh peer sample, as (peer key, how far that peer's clock is ahead of
+    /// this node's own wall clock in ms, ms since it was taken).
+    pub fn peer_offsets(&self) -> Vec<(u64, i64, u64)> {
+        let own = self.raw_wall_ms() as i64;
+        let mono = self.mono_ms();
+        self.peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, (w, at))| {
+                let age = mono.saturating_sub(*at);
+                (*k, w.saturating_add(age) as i64 - own, age)
+            })
+            .collect()
     }
 
     /// How far this node's own wall clock is ahead of the cluster's time (negative:

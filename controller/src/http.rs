@@ -11,7 +11,7 @@ use crate::error::ControllerError;
 use crate::meta;
 use crate::node::Node;
 use crate::replication::{
-    DELTA_BUDGET, PeerInfo, Push, PushAck, Summary, SummaryReply, clock_key, decode, encode,
+    DELTA_BUDGET, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
 };
 
 pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
@@ -60,6 +60,7 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     // (chunk collection waits for a complete exchange with it), so talk to it.
     for c in &hb.controllers {
         if c.node_id != node.id
+            && !node.is_forgotten(&c.node_id)
             && !node.peers.knows_id(&c.node_id)
             && node.peers.upsert(Some(c.node_id.clone()), &c.http_addr, "")
         {
@@ -116,8 +117,6 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     if let Err(e) = push.check() {
         return refused(&node, "gossip push", e);
     }
-    node.hlc
-        .note_peer_clock(clock_key(&push.from), push.clock_ms);
     node.peers
         .upsert(Some(push.from.clone()), &push.from_http, "");
     node.peers.mark_ok(&push.from_http);
@@ -154,7 +153,6 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     if let Err(e) = syn.check() {
         return refused(&node, "state summary", e);
     }
-    node.hlc.note_peer_clock(clock_key(&syn.from), syn.clock_ms);
     node.peers
         .upsert(Some(syn.from.clone()), &syn.from_http, "");
     node.peers.mark_ok(&syn.from_http);
@@ -203,9 +201,7 @@ async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     if let Err(e) = p.check() {
         return refused(&node, "peer registration", e);
     }
-    if let Some(ms) = p.clock_ms {
-        node.hlc.note_peer_clock(clock_key(&p.node_id), ms);
-    }
+
     if p.node_id != node.id
         && node
             .peers

@@ -105,6 +105,8 @@ pub struct Node {
     held_logged: Mutex<Option<std::time::Instant>>,
     /// Discovery passes completed.
     discovery_passes: std::sync::atomic::AtomicU64,
+    /// Controllers forgotten (`cluster forget`), as last read from the database.
+    forgotten: Mutex<std::collections::BTreeSet<NodeId>>,
 }
 
 impl Node {
@@ -154,7 +156,21 @@ impl Node {
             gc_waits: Mutex::new(Default::default()),
             held_logged: Mutex::new(None),
             discovery_passes: Default::default(),
+            forgotten: Mutex::new(Default::default()),
         }
+    }
+
+    /// Whether controller `id` was forgotten.
+    pub fn is_forgotten(&self, id: &NodeId) -> bool {
+        self.forgotten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
+    /// Replaces the set of forgotten controllers.
+    pub fn set_forgotten(&self, ids: std::collections::BTreeSet<NodeId>) {
+        *self.forgotten.lock().unwrap_or_else(|e| e.into_inner()) = ids;
     }
 
     /// Discovery passes completed since start.

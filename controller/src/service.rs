@@ -452,6 +452,15 @@ impl Controller for ControllerService {
         }
         self.node.peers.remove_id(&id);
         self.node.registry.remove(&id);
+        if forgotten.controller {
+            let mut all = self
+                .node
+                .db
+                .call(|s| meta::forgotten_controllers(s.conn()))
+                .await?;
+            all.insert(id.clone());
+            self.node.set_forgotten(all);
+        }
         self.node.publish(written, None);
         tracing::warn!(node = %id, ?forgotten, "node forgotten: collection no longer waits for it");
         Ok(Response::new(pb::ForgetNodeResponse {

@@ -457,6 +457,67 @@ impl TestCluster {
         i
     }
 
+    /// Adds a controller whose configuration `tweak` adjusts (after the defaults of
+    /// [`TestCluster::add_controller`]), and starts it; returns its index.
+    pub fn add_controller_with(
+        &mut self,
+        tweak: impl FnOnce(&mut redcloud_controller::Config),
+    ) -> usize {
+        let i = self.controllers.len();
+        let base = self.controllers[0]
+            .controller_config
+            .clone()
+            .expect("controller config");
+        let data_dir = self._dir.path().join(format!("controller-{i}"));
+        let mut cfg = base;
+        cfg.data_dir = data_dir.clone();
+        cfg.node_id = None;
+        cfg.clock_offset_ms = 0;
+        cfg.peers = self
+            .controllers
+            .iter()
+            .map(|c| c.http_addr.to_string())
+            .collect();
+        tweak(&mut cfg);
+        let mut node = NodeHandle::new_controller(data_dir, (reserve(), reserve()), cfg);
+        node.start();
+        self.controllers.push(node);
+        i
+    }
+
+    /// Kills controller `i`, deletes its data directory and starts it again: with
+    /// its old node id (`same_id`, as `--node-id` would), or a new one.
+    pub fn wipe_controller(&mut self, i: usize, same_id: bool) {
+        let node = &mut self.controllers[i];
+        let old = std::fs::read_to_string(node.data_dir.join("node_id")).expect("node id");
+        node.kill();
+        std::fs::remove_dir_all(&node.data_dir).expect("wipe the data directory");
+        node.controller_config_mut().node_id = same_id.then(|| old.trim().to_string());
+        node.start();
+    }
+
+    /// Restarts every chunkserver so that it also reports to the controller at
+    /// `http` (as a DNS alias would once that controller's container joins it).
+    pub fn point_chunkservers_at(&mut self, http: &str) {
+        for cs in &mut self.chunkservers {
+            if !cs.controllers_http.iter().any(|c| c == http) {
+                cs.controllers_http.push(http.to_string());
+            }
+            if cs.is_running() {
+                cs.stop();
+                cs.start();
+            }
+        }
+    }
+
+    /// The node id of controller `i` (read from its data directory).
+    pub fn controller_id(&self, i: usize) -> String {
+        std::fs::read_to_string(self.controllers[i].data_dir.join("node_id"))
+            .expect("node id")
+            .trim()
+            .to_string()
+    }
+
     /// Starts one more (empty) chunkserver reporting to every controller; returns its index.
     pub fn add_chunkserver(&mut self) -> usize {
         self.add_chunkserver_advertising(|_| None)

@@ -62,6 +62,8 @@ pub struct Store {
     /// Writes wait until the clock is settled (a peer's clock sampled, or the wait
     /// at start ran out), so nothing is stamped by a clock nobody checked.
     settled: bool,
+    /// `MAX_CLOCK_DRIFT` in ms.
+    max_drift_ms: u64,
     /// The exclusive lock on the database, held as long as this store exists.
     _lock: std::fs::File,
 }
@@ -111,6 +113,7 @@ impl Db {
                 engine,
                 hlc,
                 settled: false,
+                max_drift_ms,
                 _lock: lock,
             })),
         })
@@ -219,6 +222,18 @@ impl Store {
         }
         if writes.is_empty() {
             return Ok(Vec::new());
+        }
+        // A clock that stamped writes far ahead (started alone with a wrong clock)
+        // cannot go back: everything it stamps now would be held by the others.
+        let wall = self.hlc.wall_ms();
+        let stamped = self.hlc.peek().millis();
+        if stamped > wall.saturating_add(self.max_drift_ms) {
+            return Err(ControllerError::Unavailable(format!(
+                "this controller's clock ran {:.0} s ahead of the cluster's time before it could check it against \
+                 its peers; its writes would be held back by every other controller. Fix its clock and restart it \
+                 (its earlier writes are kept); meanwhile write through another controller",
+                (stamped - wall) as f64 / 1000.0
+            )));
         }
         Ok(self
             .run(|st, view, hlc| engine::plan_write(st, view, hlc, writes))?

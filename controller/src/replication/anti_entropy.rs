@@ -71,11 +71,12 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             .net
             .post(peer_http, "/internal/gossip/state-summary", syn)
             .await?;
+        let rtt = asked_at.elapsed();
         let reply: SummaryReply = decode(&answer).map_err(|e| malformed(e.to_string()))?;
         reply.check().map_err(|e| malformed(e.to_string()))?;
         let peer_id = reply.from().clone();
         node.hlc
-            .note_peer_clock(clock_key(&peer_id), reply.clock_ms());
+            .note_answer_clock(clock_key(&peer_id), reply.clock_ms(), rtt);
         let (theirs, delta) = match reply {
             SummaryReply::Same { .. } => {
                 let (p, v) = (peer_id.clone(), vector.clone());
@@ -136,12 +137,14 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
                 clock_ms: node.hlc.wall_ms(),
                 batch: ours.batch,
             });
+            let sent = Instant::now();
             let ack = node
                 .net
                 .post(peer_http, "/internal/gossip/receive", push)
                 .await?;
             let ack: PushAck = decode(&ack).map_err(|e| malformed(e.to_string()))?;
-            node.hlc.note_peer_clock(clock_key(&ack.from), ack.clock_ms);
+            node.hlc
+                .note_answer_clock(clock_key(&ack.from), ack.clock_ms, sent.elapsed());
             they_held = ack.held;
         }
         node.peers.mark_ok(peer_http);

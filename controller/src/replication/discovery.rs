@@ -77,39 +77,43 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
         .map(|a| a.to_string())
         .filter(|a| *a != node.http_addr() && !is_self(node, a))
         .collect();
+    // Each answer is taken in as it arrives (its clock sample may be what the
+    // start of this controller waits for).
     let calls = targets.iter().map(|addr| {
         let body = body.clone();
         async move {
-            (
-                addr,
-                node.net.post(addr, "/internal/peers/register", body).await,
-            )
-        }
-    });
-    let mut all_ok = true;
-    for (addr, r) in futures::future::join_all(calls).await {
-        match r {
-            Ok(answer) => match serde_json::from_slice::<Vec<PeerInfo>>(&answer) {
-                Ok(list) => take_peer_list(node, list),
-                Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),
-            },
-            Err(e) => {
-                all_ok = false;
-                tracing::debug!("cannot register with {addr}: {e}");
+            let sent = std::time::Instant::now();
+            match node.net.post(addr, "/internal/peers/register", body).await {
+                Ok(answer) => {
+                    let rtt = sent.elapsed();
+                    match serde_json::from_slice::<Vec<PeerInfo>>(&answer) {
+                        Ok(list) => take_peer_list(node, list, rtt),
+                        Err(e) => tracing::debug!("bad peer list from {addr}: {e}"),
+                    }
+                    true
+                }
+                Err(e) => {
+                    tracing::debug!("cannot register with {addr}: {e}");
+                    false
+                }
             }
         }
-    }
-    all_ok
+    });
+    futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .all(|ok| ok)
 }
 
 /// Takes in a registration answer: the answering controller first, with its clock,
 /// then every controller it knows.
-fn take_peer_list(node: &Node, list: Vec<PeerInfo>) {
+fn take_peer_list(node: &Node, list: Vec<PeerInfo>, rtt: std::time::Duration) {
     let answered = list.first().map(|p| p.http_addr.clone());
     if let Some(first) = list.first()
         && let Some(ms) = first.clock_ms
     {
-        node.hlc.note_peer_clock(clock_key(&first.node_id), ms);
+        node.hlc
+            .note_answer_clock(clock_key(&first.node_id), ms, rtt);
     }
     for p in list.into_iter().filter(|p| p.check().is_ok()) {
         if p.node_id != node.id
@@ -154,6 +158,7 @@ pub async fn refresh_from_db(node: &Arc<Node>) {
             for id in &forgotten {
                 node.peers.remove_id(id);
             }
+            node.set_forgotten(forgotten);
             for (id, grpc, http) in list {
                 if id != node.id && node.peers.upsert(Some(id.clone()), &http, &grpc) {
                     tracing::info!(peer = %id, %http, "learned controller from replicated state");

@@ -596,7 +596,8 @@ pub const PURGE_LIMIT: usize = 10_000;
 /// when it last reported; `horizon` is the newest timestamp a purged row may have
 /// (our wall clock minus the grace).
 ///
-/// Removed: tombstones whose write every member reflects; name-deletion markers
+/// Removed: tombstones whose write every member reflects (not a forgotten
+/// controller's: that one is the record of the forgetting); name-deletion markers
 /// every member reflects that hide no older live version here, once we are caught
 /// up (no older concurrent upload can still be on its way); log entries of
 /// superseded writes every member reflects.
@@ -612,6 +613,13 @@ pub fn plan_purge(
     for (table, key, v) in view.purge_candidates(horizon, PURGE_LIMIT)? {
         if floor.get(v.origin) < v.seq {
             continue; // some controller may not have seen it yet
+        }
+        if table == Table::ControllerNodes {
+            // A forgotten controller's tombstone is the record that it was
+            // forgotten: kept, so chunkservers still reporting it (or a stale peer
+            // list) do not make it a member again. It goes when the controller
+            // itself rejoins (its own newer record replaces it).
+            continue;
         }
         if !v.deleted {
             if table != Table::Deletions || !caught_up {

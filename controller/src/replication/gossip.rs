@@ -111,6 +111,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
         let body = body.clone();
         node.tasks.clone().spawn(async move {
             node.metrics.gossip_pushes.inc();
+            let sent = std::time::Instant::now();
             match node
                 .net
                 .post(&peer.http_addr, "/internal/gossip/receive", body)
@@ -118,7 +119,11 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
             {
                 Ok(b) => match decode::<PushAck>(&b) {
                     Ok(ack) => {
-                        node.hlc.note_peer_clock(clock_key(&ack.from), ack.clock_ms);
+                        node.hlc.note_answer_clock(
+                            clock_key(&ack.from),
+                            ack.clock_ms,
+                            sent.elapsed(),
+                        );
                         node.peers.mark_ok(&peer.http_addr);
                         if ack.held > 0 {
                             // It holds records stamped ahead of its clock: they come

@@ -9,6 +9,7 @@ mod t40_malformed;
 mod t45_cluster_secret;
 mod t50_replication;
 mod t55_tombstone_gc;
+mod t57_operator_faults;
 mod t60_repair;
 mod t70_fault_run;
 mod t80_search;
