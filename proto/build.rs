@@ -35,6 +35,7 @@ fn compile(config: tonic_prost_build::Config) -> Result<(), Box<dyn std::error::
         "VersionInfo",
         "VersionsResponse",
         "GcWait",
+        "WorkerStatus",
         "ForgetNodeResponse",
     ] {
         builder =

@@ -631,6 +631,24 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         s.records_held_clock_ahead
                     );
                 }
+                if !s.workers.is_empty() {
+                    println!("workers:");
+                    for w in &s.workers {
+                        let err = if w.last_error.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; last error {:.0} s ago: {}",
+                                w.last_error_age_ms as f64 / 1000.0,
+                                w.last_error
+                            )
+                        };
+                        println!(
+                            "  {:<20} {:<9} {} units, {} failed{err}",
+                            w.name, w.state, w.units, w.errors
+                        );
+                    }
+                }
                 if s.gc_waits.is_empty() {
                     println!("garbage collection: waiting for nothing");
                 } else {

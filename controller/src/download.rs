@@ -13,10 +13,10 @@ use futures::StreamExt;
 use redcloud_common::{ChunkId, FileId, NodeId};
 use tokio::sync::mpsc;
 
+use crate::chunks::DataPath;
 use crate::error::{ControllerError, Result};
 use crate::meta;
 use crate::model::{ChunkRef, FileRecord};
-use crate::node::Node;
 
 /// Chunks fetched ahead of the one being sent.
 const PREFETCH: usize = 4;
@@ -35,7 +35,12 @@ pub struct Opened {
 }
 
 /// Finds the current version of `owner/name`, or the version `version` (a file id).
-pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>) -> Result<Opened> {
+pub async fn open(
+    node: &DataPath,
+    owner: &str,
+    name: &str,
+    version: Option<FileId>,
+) -> Result<Opened> {
     let (owner, name) = (owner.to_string(), name.to_string());
     node.db
         .call(move |s| {
@@ -66,7 +71,7 @@ pub async fn open(node: &Node, owner: &str, name: &str, version: Option<FileId>)
 
 /// Streams the file's bytes in order. The stream ends with an error if some chunk
 /// has no good replica left.
-pub fn stream(node: Arc<Node>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> {
+pub fn stream(node: Arc<DataPath>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> {
     let (tx, rx) = mpsc::channel(PREFETCH);
     let Opened {
         file,
@@ -119,11 +124,11 @@ pub fn stream(node: Arc<Node>, opened: Opened) -> mpsc::Receiver<Result<Bytes>> 
 }
 
 /// Reads one chunk from the best replica, failing over to the next on any error.
-pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> Result<Bytes> {
+pub async fn fetch_chunk(node: &DataPath, chunk: &ChunkRef, holders: &[NodeId]) -> Result<Bytes> {
     // Recorded holders that are healthy first (rotated so reads spread across
     // replicas), then other healthy chunkservers, then recorded holders that are not
     // currently healthy.
-    let healthy = node.registry.healthy();
+    let healthy = node.chunks.registry.healthy();
     let mut order: Vec<(NodeId, String)> = Vec::new();
     let mut held: Vec<_> = healthy
         .iter()
@@ -143,7 +148,7 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
         }
     }
     for h in holders {
-        if let Some((rec, false)) = node.registry.get(h) {
+        if let Some((rec, false)) = node.chunks.registry.get(h) {
             order.push((rec.node_id, rec.grpc_addr));
         }
     }
@@ -152,7 +157,7 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
         if i > 0 {
             node.metrics.chunk_read_failovers.inc();
         }
-        let client = match node.chunk_client(addr) {
+        let client = match node.chunks.client(addr) {
             Ok(c) => c,
             Err(e) => {
                 tried.push(e.to_string());
@@ -171,13 +176,13 @@ pub async fn fetch_chunk(node: &Node, chunk: &ChunkRef, holders: &[NodeId]) -> R
                     e,
                     redcloud_proto::chunk_client::ChunkCallError::Unreachable { .. }
                 ) {
-                    node.chunk_call_failed(id, addr);
+                    node.chunks.call_failed(id, addr);
                 }
                 tracing::warn!(chunk = %chunk.chunk_id, "chunk read failed, trying another replica: {e}");
                 tried.push(e.to_string());
             }
             Err(_) => {
-                node.chunk_call_failed(id, addr);
+                node.chunks.call_failed(id, addr);
                 tracing::warn!(chunk = %chunk.chunk_id, "chunk read from {addr}: no answer within {READ_TIMEOUT:?}, trying another replica");
                 tried.push(format!("{addr}: no answer within {READ_TIMEOUT:?}"));
             }

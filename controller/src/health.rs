@@ -6,22 +6,26 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::error::Result;
 use crate::meta;
 use crate::model::ChunkserverRecord;
-use crate::node::Node;
+use crate::registry::Registry;
+use crate::replication::Replica;
+use crate::workers::{BoxFuture, Periodic, WorkerState};
 
 /// Writes observed health changes (and `changed`, a chunkserver whose addresses
 /// changed) as replicated records, and pushes them.
-pub async fn record_changes(node: &Arc<Node>, changed: Option<ChunkserverRecord>) -> Result<()> {
-    if !node.is_settled() {
+pub async fn record_changes(
+    replica: &Replica,
+    registry: &Registry,
+    changed: Option<ChunkserverRecord>,
+) -> Result<()> {
+    if !replica.is_settled() {
         // Nothing is written before the clock is checked; the observations are
         // recorded by the first pass after.
         return Ok(());
     }
-    let mut changes = node.registry.transitions();
+    let mut changes = registry.transitions();
     if let Some(r) = changed
         && !changes.iter().any(|(c, _)| c.node_id == r.node_id)
     {
@@ -30,7 +34,7 @@ pub async fn record_changes(node: &Arc<Node>, changed: Option<ChunkserverRecord>
     if changes.is_empty() {
         return Ok(());
     }
-    let written = node
+    let written = replica
         .db
         .call(move |s| {
             let mut out = Vec::new();
@@ -40,21 +44,23 @@ pub async fn record_changes(node: &Arc<Node>, changed: Option<ChunkserverRecord>
             Ok(out)
         })
         .await?;
-    node.publish(written, None);
+    replica.events.publish(written, None);
     Ok(())
 }
 
-/// Runs until `shutdown`.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = record_changes(&node, None).await {
-            tracing::warn!("cannot record chunkserver health: {e}");
-        }
-    }
+/// The worker: once a second.
+pub fn worker(
+    replica: Arc<Replica>,
+    registry: Arc<Registry>,
+) -> Periodic<impl FnMut() -> BoxFuture<'static, Result<WorkerState, String>>> {
+    Periodic::new("chunkserver-health", Duration::from_secs(1), move || {
+        let (replica, registry) = (replica.clone(), registry.clone());
+        let fut: BoxFuture<'static, Result<WorkerState, String>> = Box::pin(async move {
+            record_changes(&replica, &registry, None)
+                .await
+                .map_err(|e| format!("cannot record chunkserver health: {e}"))?;
+            Ok(WorkerState::Idle)
+        });
+        fut
+    })
 }

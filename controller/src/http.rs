@@ -10,6 +10,8 @@ use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 use crate::error::ControllerError;
 use crate::meta;
 use crate::node::Node;
+use crate::registry::Registry;
+use crate::replication::Replica;
 use crate::replication::{
     DELTA_BUDGET, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
 };
@@ -36,31 +38,39 @@ pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
             },
         ),
         (&Method::GET, "/metrics") => HttpResponse::metrics(node.render_metrics()),
-        (&Method::POST, "/internal/chunkserver/heartbeat") => heartbeat(node, &req.body).await,
-        (&Method::POST, "/internal/gossip/receive") => gossip_receive(node, &req.body).await,
-        (&Method::POST, "/internal/gossip/state-summary") => state_summary(node, &req.body).await,
-        (&Method::POST, "/internal/peers/register") => register_peer(node, &req.body).await,
-        (&Method::GET, "/internal/peers") => list_peers(node).await,
-        (&Method::GET, "/internal/state") => state(node).await,
+        (&Method::POST, "/internal/chunkserver/heartbeat") => {
+            heartbeat(&node.replica, &node.registry, &req.body).await
+        }
+        (&Method::POST, "/internal/gossip/receive") => {
+            gossip_receive(&node.replica, &req.body).await
+        }
+        (&Method::POST, "/internal/gossip/state-summary") => {
+            state_summary(&node.replica, &req.body).await
+        }
+        (&Method::POST, "/internal/peers/register") => {
+            register_peer(&node.replica, &req.body).await
+        }
+        (&Method::GET, "/internal/peers") => list_peers(&node.replica),
+        (&Method::GET, "/internal/state") => state(&node.replica).await,
         _ => HttpResponse::not_found(),
     }
 }
 
-async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> HttpResponse {
     let hb: Heartbeat = match serde_json::from_slice(body) {
         Ok(h) => h,
-        Err(e) => return refused(&node, "heartbeat", e),
+        Err(e) => return refused(node, "heartbeat", e),
     };
     if let Err(e) = hb.check() {
-        return refused(&node, "heartbeat", e);
+        return refused(node, "heartbeat", e);
     }
     node.metrics.heartbeats.inc();
-    let outcome = node.registry.heartbeat(&hb);
+    let outcome = registry.heartbeat(&hb);
     // A controller the chunkserver talks to that we have not heard of: a member
     // (chunk collection waits for a complete exchange with it), so talk to it.
     for c in &hb.controllers {
         if c.node_id != node.id
-            && !node.is_forgotten(&c.node_id)
+            && !node.membership.is_forgotten(&c.node_id)
             && !node.peers.knows_id(&c.node_id)
             && node.peers.upsert(Some(c.node_id.clone()), &c.http_addr, "")
         {
@@ -68,9 +78,9 @@ async fn heartbeat(node: Arc<Node>, body: &[u8]) -> HttpResponse {
         }
     }
     if outcome.wake_repair {
-        node.repair_wakeup.notify_one();
+        node.events.repair_wakeup.notify_one();
     }
-    if let Err(e) = crate::health::record_changes(&node, outcome.persist).await {
+    if let Err(e) = crate::health::record_changes(node, registry, outcome.persist).await {
         return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     let mut controllers: Vec<String> = node.peers.all().into_iter().map(|p| p.http_addr).collect();
@@ -102,20 +112,20 @@ fn internal(e: impl std::fmt::Display) -> HttpResponse {
 
 /// A message from a peer refused before anything in it was applied: counted,
 /// logged, answered 400.
-fn refused(node: &Node, what: &str, e: impl std::fmt::Display) -> HttpResponse {
+fn refused(node: &Replica, what: &str, e: impl std::fmt::Display) -> HttpResponse {
     node.metrics.peer_messages_refused.inc();
     tracing::warn!("refused a malformed {what} from a peer: {e}");
     malformed(what, e)
 }
 
 /// Push gossip (and the last leg of anti-entropy): apply, and pass on what was new.
-async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     let push: Push = match decode(body) {
         Ok(p) => p,
-        Err(e) => return refused(&node, "gossip push", e),
+        Err(e) => return refused(node, "gossip push", e),
     };
     if let Err(e) = push.check() {
-        return refused(&node, "gossip push", e);
+        return refused(node, "gossip push", e);
     }
     node.peers
         .upsert(Some(push.from.clone()), &push.from_http, "");
@@ -123,7 +133,7 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     node.metrics
         .gossip_records_received
         .add(push.batch.records.len() as u64);
-    let drift = node.config.max_clock_drift.as_millis() as u64;
+    let drift = node.max_drift_ms;
     let batch = push.batch;
     let applied = node.db.call(move |s| s.apply(&batch, drift)).await;
     match applied {
@@ -135,23 +145,23 @@ async fn gossip_receive(node: Arc<Node>, body: &[u8]) -> HttpResponse {
                 held: a.held.len() as u32,
             };
             node.note_held(&push.from, &a.held);
-            node.learned(a.changed, Some(push.from)).await;
+            node.events.learned(a.changed, Some(push.from));
             binary(encode(&ack))
         }
-        Err(ControllerError::InvalidArgument(e)) => refused(&node, "gossip push", e),
+        Err(ControllerError::InvalidArgument(e)) => refused(node, "gossip push", e),
         Err(e) => internal(e),
     }
 }
 
 /// Pull anti-entropy, first leg: `Same` if our vectors hash alike, else our vector
 /// and (given the sender's) what the sender lacks.
-async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     let syn: Summary = match decode(body) {
         Ok(s) => s,
-        Err(e) => return refused(&node, "state summary", e),
+        Err(e) => return refused(node, "state summary", e),
     };
     if let Err(e) = syn.check() {
-        return refused(&node, "state summary", e);
+        return refused(node, "state summary", e);
     }
     node.peers
         .upsert(Some(syn.from.clone()), &syn.from_http, "");
@@ -193,13 +203,13 @@ async fn state_summary(node: Arc<Node>, body: &[u8]) -> HttpResponse {
 }
 
 /// A controller announcing itself; the answer lists every controller we know.
-async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
+async fn register_peer(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     let p: PeerInfo = match serde_json::from_slice(body) {
         Ok(p) => p,
-        Err(e) => return refused(&node, "peer registration", e),
+        Err(e) => return refused(node, "peer registration", e),
     };
     if let Err(e) = p.check() {
-        return refused(&node, "peer registration", e);
+        return refused(node, "peer registration", e);
     }
 
     if p.node_id != node.id
@@ -209,11 +219,11 @@ async fn register_peer(node: Arc<Node>, body: &[u8]) -> HttpResponse {
     {
         tracing::info!(peer = %p.node_id, http = %p.http_addr, "controller registered");
     }
-    list_peers(node).await
+    list_peers(node)
 }
 
 /// Every controller we know, this one included.
-async fn list_peers(node: Arc<Node>) -> HttpResponse {
+fn list_peers(node: &Replica) -> HttpResponse {
     let mut list = vec![PeerInfo {
         node_id: node.id.clone(),
         grpc_addr: node.grpc_addr(),
@@ -234,7 +244,7 @@ async fn list_peers(node: Arc<Node>) -> HttpResponse {
 }
 
 /// This controller's replication state: digest and version vector (JSON).
-async fn state(node: Arc<Node>) -> HttpResponse {
+async fn state(node: &Replica) -> HttpResponse {
     match node.db.call(|s| Ok((s.digest()?, s.vector()))).await {
         Ok((d, v)) => HttpResponse::json(
             StatusCode::OK,

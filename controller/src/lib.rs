@@ -4,12 +4,15 @@
 //! Entry point: [`server::start`] / [`server::run`] with a [`config::Config`], the
 //! bound [`server::Listeners`] and a shutdown token. `main.rs` only parses flags.
 
+pub mod chunks;
 pub mod config;
 pub mod download;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod http;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod node;
 pub mod records;
@@ -20,6 +23,7 @@ pub mod search;
 pub mod server;
 pub mod service;
 pub mod upload;
+pub mod workers;
 
 pub use config::Config;
 pub use server::{Listeners, Running, StartError, bind, run, start};

@@ -1,466 +1,89 @@
-//! The state a controller's services and workers share: a cheap `Arc<Node>` handle.
+//! One controller: the components its workers and handlers share, each a cheap
+//! handle (`Arc`) over one concern. Workers and the data path receive only the
+//! components they use; this composition is what the client API, the HTTP routes
+//! and the tests hold.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use redcloud_common::metrics::{Counter, Exposition, Gauge};
-use std::sync::Arc;
-
+use redcloud_common::metrics::Exposition;
 use redcloud_common::{Hlc, NodeId};
-use redcloud_proto::chunk_client::{self, ChunkCallError, ChunkClient, Timeouts};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chunks::{Chunks, DataPath};
 use crate::config::Config;
-use crate::meta::{self, Db};
+use crate::events::Events;
+use crate::meta::Db;
+use crate::metrics::Metrics;
 use crate::records::Record;
 use crate::registry::Registry;
-use crate::replication::gossip::Outgoing;
+use crate::repair::RepairReport;
+use crate::replication::Replica;
+use crate::replication::membership::Membership;
 use crate::replication::net::PeerNet;
 use crate::replication::peers::Peers;
-use crate::replication::tombstone_gc::GcWait;
+use crate::search::SearchIndex;
+use crate::workers::Supervisor;
 
-/// Counters exported on `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub uploads: Counter,
-    pub upload_bytes: Counter,
-    pub upload_failures: Counter,
-    pub downloads: Counter,
-    pub download_bytes: Counter,
-    pub download_failures: Counter,
-    pub chunk_read_failovers: Counter,
-    pub chunk_put_failures: Counter,
-    pub heartbeats: Counter,
-    pub gossip_pushes: Counter,
-    pub gossip_push_failures: Counter,
-    pub gossip_records_received: Counter,
-    pub gossip_records_applied: Counter,
-    pub anti_entropy_rounds: Counter,
-    pub anti_entropy_failures: Counter,
-    pub gc_passes: Counter,
-    pub tombstones_purged: Counter,
-    pub repair_passes: Counter,
-    pub repair_copies: Counter,
-    pub repair_bytes: Counter,
-    pub repair_failures: Counter,
-    pub chunks_collected: Counter,
-    /// Deletes of unreferenced chunks a chunkserver refused: written too recently.
-    pub chunks_kept_recently_written: Counter,
-    /// Unreferenced chunks past the grace whose deletion waits for a sync with
-    /// every controller (at the last pass).
-    pub chunk_gc_waiting_for_sync: Gauge,
-    pub books_indexed: Counter,
-    pub searches: Counter,
-    /// Messages from peers refused before anything in them was applied.
-    pub peer_messages_refused: Counter,
-    /// Records from peers held back: stamped too far ahead of our clock.
-    pub records_held_clock_ahead: Counter,
-}
-
-/// One controller.
+/// One controller's components.
 pub struct Node {
     pub id: NodeId,
-    pub config: Config,
+    pub config: Arc<Config>,
     pub db: Db,
     pub hlc: Arc<Hlc>,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     /// Other controllers.
-    pub peers: Peers,
+    pub peers: Arc<Peers>,
     /// The transport to them (with the test fault filter).
-    pub net: PeerNet,
-    /// Feeds the push-gossip worker.
-    gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
-    /// Wakes the repair worker before its interval (a chunkserver joined, returned,
-    /// lost chunks or found corruption).
-    pub repair_wakeup: tokio::sync::Notify,
+    pub net: Arc<PeerNet>,
+    pub metrics: Arc<Metrics>,
+    /// The change feed.
+    pub events: Arc<Events>,
+    pub membership: Arc<Membership>,
+    /// What replication uses.
+    pub replica: Arc<Replica>,
+    /// Chunkserver connections and uploads in flight.
+    pub chunks: Arc<Chunks>,
+    /// What the upload, download, repair and search paths use.
+    pub data: Arc<DataPath>,
     /// The full-text index of the current books.
-    pub search: Arc<crate::search::SearchIndex>,
-    /// Wakes the search indexer (files changed).
-    pub search_wakeup: tokio::sync::Notify,
-    /// Chunks of uploads in progress here (never garbage). `std` mutex: counts only.
-    pub in_flight_chunks: Mutex<HashMap<redcloud_common::ChunkId, usize>>,
-    /// The repair worker's last findings, for `cluster status`.
-    pub repair_state: Mutex<crate::repair::RepairReport>,
-    pub metrics: Metrics,
-    /// The advertised (gRPC, HTTP) addresses; re-detected by discovery when they
-    /// were not configured (a container moved to another network gets a new IP).
-    addrs: std::sync::RwLock<(String, String)>,
-    /// The listeners' bound addresses, when the advertised ones are detected.
-    detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
-    /// Background work (late chunk copies) that shutdown waits for.
+    pub search: Arc<SearchIndex>,
+    /// The repair worker's last findings.
+    pub repair_state: Arc<Mutex<RepairReport>>,
+    /// The background workers.
+    pub workers: Supervisor,
+    /// Background work (late chunk copies, pushes) that shutdown waits for.
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
-    /// One channel per chunkserver address. `std` mutex: lookups only.
-    clients: Mutex<HashMap<String, ChunkClient>>,
-    /// Writes are let through (the clock was checked against a peer's, or the wait
-    /// at start ran out).
-    pub settled: std::sync::atomic::AtomicBool,
-    /// When the last complete exchange this controller started with each peer
-    /// began (this process's monotonic clock; chunk collection relies on it).
-    sync_times: Mutex<HashMap<NodeId, std::time::Instant>>,
-    /// What each collector waits for, for `cluster status`.
-    gc_waits: Mutex<std::collections::BTreeMap<&'static str, Vec<GcWait>>>,
-    /// When a held record was last logged (held records are logged once a minute).
-    held_logged: Mutex<Option<std::time::Instant>>,
-    /// Discovery passes completed.
-    discovery_passes: std::sync::atomic::AtomicU64,
-    /// Controllers forgotten (`cluster forget`), as last read from the database.
-    forgotten: Mutex<std::collections::BTreeSet<NodeId>>,
 }
 
 impl Node {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: NodeId,
-        config: Config,
-        db: Db,
-        hlc: Arc<Hlc>,
-        registry: Registry,
-        grpc_addr: String,
-        http_addr: String,
-        detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
-        search: Arc<crate::search::SearchIndex>,
-        shutdown: CancellationToken,
-        gossip_tx: tokio::sync::mpsc::UnboundedSender<Outgoing>,
-    ) -> Self {
-        // Connects fail fast on an unreachable peer; a whole call (a large delta
-        // from a busy peer) may take longer.
-        let net = PeerNet::new(
-            std::time::Duration::from_secs(2),
-            crate::replication::PEER_REQUEST_TIMEOUT,
-            config.cluster_secret.clone(),
-        );
-        Node {
-            id,
-            config,
-            db,
-            hlc,
-            registry,
-            peers: Peers::default(),
-            net,
-            gossip_tx,
-            repair_wakeup: tokio::sync::Notify::new(),
-            search,
-            search_wakeup: tokio::sync::Notify::new(),
-            in_flight_chunks: Mutex::new(HashMap::new()),
-            repair_state: Mutex::new(Default::default()),
-            metrics: Metrics::default(),
-            addrs: std::sync::RwLock::new((grpc_addr, http_addr)),
-            detect_from,
-            tasks: TaskTracker::new(),
-            shutdown,
-            clients: Mutex::new(HashMap::new()),
-            settled: std::sync::atomic::AtomicBool::new(false),
-            sync_times: Mutex::new(HashMap::new()),
-            gc_waits: Mutex::new(Default::default()),
-            held_logged: Mutex::new(None),
-            discovery_passes: Default::default(),
-            forgotten: Mutex::new(Default::default()),
-        }
-    }
-
-    /// Whether controller `id` was forgotten.
-    pub fn is_forgotten(&self, id: &NodeId) -> bool {
-        self.forgotten
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(id)
-    }
-
-    /// Replaces the set of forgotten controllers.
-    pub fn set_forgotten(&self, ids: std::collections::BTreeSet<NodeId>) {
-        *self.forgotten.lock().unwrap_or_else(|e| e.into_inner()) = ids;
-    }
-
-    /// Discovery passes completed since start.
-    pub fn discovery_passes(&self) -> u64 {
-        self.discovery_passes
-            .load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Notes a completed discovery pass.
-    pub fn discovery_pass_done(&self) {
-        self.discovery_passes
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-    }
-
-    /// Whether writes are let through yet (see `Store::settle`).
-    pub fn is_settled(&self) -> bool {
-        self.settled.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Notes a complete exchange with `peer` that this controller asked for at `at`.
-    pub fn note_complete_exchange(&self, peer: &NodeId, at: std::time::Instant) {
-        let mut m = self.sync_times.lock().unwrap_or_else(|e| e.into_inner());
-        let e = m.entry(peer.clone()).or_insert(at);
-        if *e < at {
-            *e = at;
-        }
-    }
-
-    /// When the last complete exchange with `peer` asked for by this controller began.
-    pub fn last_complete_exchange(&self, peer: &NodeId) -> Option<std::time::Instant> {
-        self.sync_times
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(peer)
-            .copied()
-    }
-
-    /// Counts and (once a minute) logs records a peer sent that were held back.
-    pub fn note_held(
-        &self,
-        from: &NodeId,
-        held: &[(redcloud_common::replication::Origin, u64, u64)],
-    ) {
-        if held.is_empty() {
-            return;
-        }
-        self.metrics.records_held_clock_ahead.add(held.len() as u64);
-        let mut last = self.held_logged.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
-            *last = Some(std::time::Instant::now());
-            let ahead_s = held
-                .iter()
-                .map(|(_, _, ms)| ms.saturating_sub(self.hlc.wall_ms()) / 1000)
-                .max()
-                .unwrap_or(0);
-            tracing::warn!(
-                peer = %from,
-                origin = %held[0].0,
-                held = held.len(),
-                ahead_s,
-                "holding records stamped more than MAX_CLOCK_DRIFT ahead of this controller's clock: \
-                 they are applied once this clock passes them (the writer's clock ran ahead)"
-            );
-        }
-    }
-
-    /// Every controller collection must hear from: live controller records, peers,
-    /// and controllers chunkservers report talking to, minus forgotten ones. Never
-    /// this controller.
-    pub async fn members(&self) -> crate::error::Result<std::collections::BTreeSet<NodeId>> {
-        let (known, forgotten) = self
-            .db
-            .call(|s| {
-                Ok((
-                    meta::controllers(s.conn())?,
-                    meta::forgotten_controllers(s.conn())?,
-                ))
-            })
-            .await?;
-        let mut out: std::collections::BTreeSet<NodeId> =
-            known.into_iter().map(|(id, _, _)| id).collect();
-        out.extend(self.peers.all().into_iter().filter_map(|p| p.node_id));
-        out.extend(
-            self.registry
-                .reported_controllers()
-                .into_iter()
-                .map(|c| c.node_id),
-        );
-        out.retain(|n| *n != self.id && !forgotten.contains(n));
-        Ok(out)
-    }
-
-    /// Records what collector `which` waits for (shown by `cluster status`); the
-    /// time a wait began is kept while it lasts.
-    pub fn set_gc_waits(&self, which: &'static str, mut waits: Vec<GcWait>) {
-        let mut m = self.gc_waits.lock().unwrap_or_else(|e| e.into_inner());
-        let now = self.hlc.wall_ms();
-        let old = m.remove(which).unwrap_or_default();
-        for w in &mut waits {
-            let kept = old
-                .iter()
-                .find(|o| o.node == w.node && o.reason == w.reason);
-            w.since_ms = match kept {
-                Some(o) => o.since_ms,
-                None if w.since_ms == 0 => now,
-                None => w.since_ms,
-            };
-        }
-        m.insert(which, waits);
-    }
-
-    /// What each collector waits for.
-    pub fn gc_waits(&self) -> Vec<(&'static str, GcWait)> {
-        self.gc_waits
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .flat_map(|(k, v)| v.iter().map(|w| (*k, w.clone())))
-            .collect()
-    }
-
     /// The gRPC address other nodes reach this controller at.
     pub fn grpc_addr(&self) -> String {
-        self.addrs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .clone()
+        self.replica.grpc_addr()
     }
 
     /// The internal HTTP address other controllers reach this one at.
     pub fn http_addr(&self) -> String {
-        self.addrs
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
-    }
-
-    /// Detects the advertised addresses again (when not configured). Returns the new
-    /// (gRPC, HTTP) pair if they changed.
-    /// The IP is the one used to reach `peers` (see `advertise_addr_towards`).
-    pub fn redetect_addrs(&self, peers: &[std::net::SocketAddr]) -> Option<(String, String)> {
-        let (grpc, http) = self.detect_from?;
-        let now = detect_addrs(None, grpc, http, peers);
-        let mut cur = self.addrs.write().unwrap_or_else(|e| e.into_inner());
-        if *cur == now {
-            return None;
-        }
-        *cur = now.clone();
-        Some(now)
-    }
-
-    /// A client for the chunkserver at `addr` (connections are reused).
-    pub fn chunk_client(&self, addr: &str) -> Result<ChunkClient, ChunkCallError> {
-        if self.net.filter.is_cut(addr) {
-            return Err(ChunkCallError::Unreachable {
-                addr: addr.to_string(),
-                reason: "link cut by the test network filter".into(),
-            });
-        }
-        let mut m = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = m.get(addr) {
-            return Ok(c.clone());
-        }
-        let ch = chunk_client::channel(addr, Timeouts::default())?;
-        let c = ChunkClient::new(addr, ch).with_secret(self.config.cluster_secret.as_deref());
-        m.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-
-    /// A call to chunkserver `id` at `addr` failed as unreachable or timed out: it is
-    /// not picked again until its next heartbeat, and its cached connection is
-    /// dropped. A connection whose path died (this container moved to another
-    /// network and back, or the peer's address was reused) can look open while
-    /// every call on it hangs until its timeout; the next call dials afresh.
-    pub fn chunk_call_failed(&self, id: &NodeId, addr: &str) {
-        self.registry.report_failure(id, addr);
-        self.clients
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(addr);
-    }
-
-    /// Takes in records learned from a peer that changed our state: updates the
-    /// peer set and chunkserver registry they describe, and passes them on.
-    pub async fn learned(self: &Arc<Self>, changed: Vec<Record>, from: Option<NodeId>) {
-        use crate::records::{Body, Table};
-        if changed.is_empty() {
-            return;
-        }
-        self.metrics
-            .gossip_records_applied
-            .add(changed.len() as u64);
-        let mut chunkservers = Vec::new();
-        let mut controllers = false;
-        for r in &changed {
-            match (&r.body, r.version.deleted) {
-                (
-                    Body::Chunkserver {
-                        grpc_addr,
-                        http_addr,
-                        healthy,
-                    },
-                    false,
-                ) => {
-                    let cs = r.key.split_once('/').map(|(c, _)| c).unwrap_or(&r.key);
-                    if let Ok(id) = NodeId::new(cs) {
-                        chunkservers.push((
-                            crate::model::ChunkserverRecord {
-                                node_id: id,
-                                grpc_addr: grpc_addr.clone(),
-                                http_addr: http_addr.clone(),
-                            },
-                            *healthy,
-                        ));
-                    }
-                }
-                _ if r.table() == Table::ControllerNodes => controllers = true,
-                _ => {}
-            }
-        }
-        if !chunkservers.is_empty() {
-            self.registry.load(chunkservers);
-        }
-        if controllers {
-            crate::replication::discovery::refresh_from_db(self).await;
-        }
-        self.publish(changed, from);
-    }
-
-    /// The repair worker's last findings.
-    pub fn repair_report(&self) -> crate::repair::RepairReport {
-        self.repair_state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Marks chunks as used by an upload in progress (`start`) or no longer.
-    pub fn track_in_flight(&self, chunks: &[redcloud_common::ChunkId], start: bool) {
-        let mut m = self
-            .in_flight_chunks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        for c in chunks {
-            if start {
-                *m.entry(*c).or_insert(0) += 1;
-            } else if let Some(n) = m.get_mut(c) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(c);
-                }
-            }
-        }
-    }
-
-    pub fn is_in_flight(&self, chunk: &redcloud_common::ChunkId) -> bool {
-        self.in_flight_chunks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(chunk)
+        self.replica.http_addr()
     }
 
     /// Hands new records to push gossip (not back to `from`, where they came from).
     pub fn publish(&self, records: Vec<Record>, from: Option<NodeId>) {
-        if records.is_empty() {
-            return;
-        }
-        {
-            use crate::records::Table;
-            if records
-                .iter()
-                .any(|r| matches!(r.table(), Table::Files | Table::Chunks | Table::Deletions))
-            {
-                self.search_wakeup.notify_one();
-            }
-        }
-        let _ = self.gossip_tx.send(Outgoing {
-            records,
-            exclude: from,
-        });
+        self.events.publish(records, from);
     }
 
-    /// The effective replica requirement: `MIN_CHUNK_REPLICAS`, capped by how many
-    /// chunkservers are healthy.
-    pub fn required_replicas(&self, healthy: usize) -> usize {
-        (self.config.min_chunk_replicas as usize)
-            .min(healthy)
-            .max(1)
+    /// Whether writes are let through yet.
+    pub fn is_settled(&self) -> bool {
+        self.replica.is_settled()
+    }
+
+    /// The repair worker's last findings.
+    pub fn repair_report(&self) -> RepairReport {
+        self.repair_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The Prometheus text for `/metrics`.
@@ -651,21 +274,4 @@ impl Node {
         );
         e.finish()
     }
-}
-
-/// The advertised (gRPC, HTTP) addresses: the configured gRPC address, or this host's
-/// primary IP with the bound port; HTTP shares the host, on its own port.
-pub fn detect_addrs(
-    configured: Option<&str>,
-    grpc: std::net::SocketAddr,
-    http: std::net::SocketAddr,
-    peers: &[std::net::SocketAddr],
-) -> (String, String) {
-    let grpc_addr = redcloud_common::discovery::advertise_addr_towards(configured, grpc, peers);
-    let host = grpc_addr
-        .rsplit_once(':')
-        .map(|(h, _)| h.to_string())
-        .unwrap_or_default();
-    let http_addr = format!("{host}:{}", http.port());
-    (grpc_addr, http_addr)
 }

@@ -22,18 +22,21 @@
 //! harmless and bounded by the number of controllers.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redcloud_common::{ChunkId, NodeId};
+use redcloud_common::{ChunkId, Hlc, NodeId};
 use redcloud_proto::chunk_client::Deleted;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::chunks::DataPath;
 use crate::error::Result;
 use crate::meta;
 use crate::model::ChunkserverRecord;
-use crate::node::Node;
+use crate::replication::membership::Membership;
+use crate::replication::peers::Peers;
+use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// What the last pass found (shown by `cluster status` and `/metrics`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,23 +56,68 @@ pub struct RepairReport {
 
 /// Per-chunk retry state, and when each unreferenced chunk was first seen so.
 #[derive(Default)]
-struct WorkerState {
+struct RepairState {
     backoff: HashMap<(ChunkId, NodeId), (u32, Instant)>,
     unreferenced_since: HashMap<ChunkId, Instant>,
 }
 
-/// Runs until `shutdown`.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut state = WorkerState::default();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = node.repair_wakeup.notified() => {}
-            _ = tokio::time::sleep(node.config.repair_interval) => {}
+/// The repair worker: a pass every `REPAIR_INTERVAL`, and at once when woken.
+pub struct Repair {
+    pub data: Arc<DataPath>,
+    pub membership: Arc<Membership>,
+    pub peers: Arc<Peers>,
+    pub hlc: Arc<Hlc>,
+    /// The last pass's findings, for `cluster status` and `/metrics`.
+    pub report: Arc<Mutex<RepairReport>>,
+    pub shutdown: CancellationToken,
+    state: RepairState,
+}
+
+impl Repair {
+    pub fn new(
+        data: Arc<DataPath>,
+        membership: Arc<Membership>,
+        peers: Arc<Peers>,
+        hlc: Arc<Hlc>,
+        report: Arc<Mutex<RepairReport>>,
+        shutdown: CancellationToken,
+    ) -> Repair {
+        Repair {
+            data,
+            membership,
+            peers,
+            hlc,
+            report,
+            shutdown,
+            state: RepairState::default(),
         }
-        if let Err(e) = pass(&node, &mut state, &shutdown).await {
-            tracing::warn!("repair pass failed: {e}");
-        }
+    }
+}
+
+impl Worker for Repair {
+    fn name(&self) -> &'static str {
+        "repair"
+    }
+
+    fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
+        Box::pin(async move {
+            let mut state = std::mem::take(&mut self.state);
+            let r = pass(self, &mut state).await;
+            self.state = state;
+            r.map(|_| WorkerState::Idle)
+                .map_err(|e| format!("repair pass failed: {e}"))
+        })
+    }
+
+    fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
+        let wake = self.data.events.repair_wakeup.clone();
+        let interval = self.data.config.repair_interval;
+        Box::pin(async move {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        })
     }
 }
 
@@ -86,13 +134,10 @@ pub fn responsible(me: &NodeId, alive: &[NodeId], chunk: &ChunkId) -> bool {
 }
 
 /// One repair and collection pass.
-async fn pass(
-    node: &Arc<Node>,
-    state: &mut WorkerState,
-    shutdown: &CancellationToken,
-) -> Result<()> {
+async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
+    let node = &r.data;
     node.metrics.repair_passes.inc();
-    let healthy = node.registry.healthy();
+    let healthy = node.chunks.registry.healthy();
     if healthy.is_empty() {
         return Ok(());
     }
@@ -107,7 +152,7 @@ async fn pass(
         let node = node.clone();
         let cs = cs.clone();
         async move {
-            let r = match node.chunk_client(&cs.grpc_addr) {
+            let r = match node.chunks.client(&cs.grpc_addr) {
                 Ok(c) => match tokio::time::timeout(Duration::from_secs(10), c.list()).await {
                     Ok(Ok(ids)) => Some(ids),
                     Ok(Err(e)) => {
@@ -129,7 +174,7 @@ async fn pass(
     for (cs, r) in listings {
         match r {
             Some(ids) => held.push((cs, ids.into_iter().collect())),
-            None => node.chunk_call_failed(&cs.node_id, &cs.grpc_addr),
+            None => node.chunks.call_failed(&cs.node_id, &cs.grpc_addr),
         }
     }
     if held.is_empty() {
@@ -142,7 +187,7 @@ async fn pass(
         .max(node.config.gossip_interval)
         * 3
         + Duration::from_secs(2);
-    let mut alive = node.peers.alive(window);
+    let mut alive = r.peers.alive(window);
     alive.push(node.id.clone());
 
     // Plan copies for the chunks this controller is responsible for.
@@ -209,7 +254,7 @@ async fn pass(
     let mut bytes_started = 0u64;
     let mut handles = Vec::new();
     for (_, chunk, size, target, holders) in tasks {
-        if shutdown.is_cancelled() {
+        if r.shutdown.is_cancelled() {
             break;
         }
         let rate = node.config.repair_rate;
@@ -228,7 +273,7 @@ async fn pass(
         handles.push(tokio::spawn(async move {
             let _permit = permit;
             let source = &holders[rand::random::<u64>() as usize % holders.len()];
-            let r = match node.chunk_client(&target.grpc_addr) {
+            let r = match node.chunks.client(&target.grpc_addr) {
                 Ok(c) => match tokio::time::timeout(
                     Duration::from_secs(30),
                     c.replicate_from(chunk, &source.grpc_addr),
@@ -278,7 +323,7 @@ async fn pass(
 
     // Collect chunks no live file references.
     let collected = collect_garbage(
-        node,
+        r,
         state,
         &held,
         &live,
@@ -294,9 +339,9 @@ async fn pass(
             .db
             .call(move |s| meta::reconcile_locations(s, &location_adds, &location_drops))
             .await?;
-        node.publish(written, None);
+        node.events.publish(written, None);
     }
-    let mut report = node.repair_state.lock().unwrap_or_else(|e| e.into_inner());
+    let mut report = r.report.lock().unwrap_or_else(|e| e.into_inner());
     report.missing_copies = missing_total;
     report.missing_copies_seen += missing_total;
     report.lost_chunks = lost;
@@ -312,18 +357,22 @@ async fn pass(
 /// Deletes chunks that are unreferenced, past the grace period, not in an upload
 /// here, and that every known controller has had the chance to reference.
 async fn collect_garbage(
-    node: &Arc<Node>,
-    state: &mut WorkerState,
+    r: &Repair,
+    state: &mut RepairState,
     held: &[(ChunkserverRecord, HashSet<ChunkId>)],
     live: &HashMap<ChunkId, u64>,
     alive: &[NodeId],
     recorded: &HashMap<ChunkId, Vec<NodeId>>,
     location_drops: &mut Vec<(ChunkId, NodeId)>,
 ) -> Result<u64> {
+    let node = &r.data;
     let mut unreferenced: HashSet<ChunkId> = HashSet::new();
     for (_, h) in held {
         for c in h {
-            if !live.contains_key(c) && !node.is_in_flight(c) && responsible(&node.id, alive, c) {
+            if !live.contains_key(c)
+                && !node.chunks.is_in_flight(c)
+                && responsible(&node.id, alive, c)
+            {
                 unreferenced.insert(*c);
             }
         }
@@ -344,7 +393,7 @@ async fn collect_garbage(
         .collect();
     if candidates.is_empty() {
         node.metrics.chunk_gc_waiting_for_sync.set(0);
-        node.set_gc_waits("chunks", Vec::new());
+        r.membership.set_gc_waits("chunks", Vec::new());
         return Ok(0);
     }
     // An upload commits within UPLOAD_TIME_LIMIT (< the grace) of its start, and it
@@ -354,8 +403,8 @@ async fn collect_garbage(
     // chunkservers) must then have answered us a complete exchange asked for after
     // that moment (so we hold that commit), and we must hold everything each had made
     // when it last reported. The whole argument is in docs/replication.md.
-    let members = node.members().await?;
-    let wall = node.hlc.wall_ms();
+    let members = r.membership.members().await?;
+    let wall = r.hlc.wall_ms();
     let since_ms = |t: Instant| wall.saturating_sub(t.elapsed().as_millis() as u64);
     let oldest_candidate = candidates.iter().map(|(_, t)| *t).min().unwrap_or(now);
     let mut waits = Vec::new();
@@ -371,7 +420,7 @@ async fn collect_garbage(
     let mut synced_at: Option<Instant> = None;
     let mut all_synced = true;
     for m in &members {
-        match node.last_complete_exchange(m) {
+        match r.membership.last_complete_exchange(m) {
             Some(t) => {
                 synced_at = Some(synced_at.map_or(t, |s: Instant| s.min(t)));
                 if t <= oldest_candidate + grace {
@@ -433,13 +482,15 @@ async fn collect_garbage(
         .filter(|(c, t)| !referenced.contains(c) && (blocked || *t + grace >= synced_at))
         .count();
     node.metrics.chunk_gc_waiting_for_sync.set(waiting as u64);
-    node.set_gc_waits("chunks", waits);
+    r.membership.set_gc_waits("chunks", waits);
     if blocked {
         return Ok(0);
     }
     let candidates: Vec<(ChunkId, Instant)> = candidates
         .into_iter()
-        .filter(|(c, t)| *t + grace < synced_at && !referenced.contains(c) && !node.is_in_flight(c))
+        .filter(|(c, t)| {
+            *t + grace < synced_at && !referenced.contains(c) && !node.chunks.is_in_flight(c)
+        })
         .collect();
     // An upload on a peer that committed after that peer's last answer to us is not
     // in our references; it started less than the upload time limit (< the grace)
@@ -454,7 +505,7 @@ async fn collect_garbage(
             if !h.contains(&chunk) {
                 continue;
             }
-            let r = match node.chunk_client(&cs.grpc_addr) {
+            let r = match node.chunks.client(&cs.grpc_addr) {
                 Ok(c) => c
                     .delete_unless_written_within(chunk, window)
                     .await

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use redcloud_search::index::{Hit, Index, Query, SearchError};
 use tokio_util::sync::CancellationToken;
 
+use crate::chunks::DataPath;
 use crate::download;
 use crate::meta;
 use crate::model::ANONYMOUS;
-use crate::node::Node;
+use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// A pass runs at least this often (and at once when files change).
 const PASS_INTERVAL: Duration = Duration::from_secs(10);
@@ -67,32 +68,62 @@ impl SearchIndex {
     }
 }
 
-/// Runs until `shutdown`: one pass at start, on every change of files, and every
-/// `PASS_INTERVAL`.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut failures: HashMap<String, (u32, Instant)> = HashMap::new();
-    loop {
-        if let Err(e) = pass(&node, &mut failures, &shutdown).await {
-            tracing::warn!("search indexing pass failed: {e}");
+/// The indexer worker: a pass at start, on every change of files, and every
+/// `PASS_INTERVAL`; books that could not be fetched yet (chunks still replicating)
+/// are retried soon, with backoff per book.
+pub struct Indexer {
+    pub data: Arc<DataPath>,
+    pub index: Arc<SearchIndex>,
+    pub shutdown: CancellationToken,
+    failures: HashMap<String, (u32, Instant)>,
+}
+
+impl Indexer {
+    pub fn new(data: Arc<DataPath>, index: Arc<SearchIndex>, shutdown: CancellationToken) -> Self {
+        Indexer {
+            data,
+            index,
+            shutdown,
+            failures: HashMap::new(),
         }
-        // Books that could not be fetched yet (chunks still replicating) are retried
-        // soon, with backoff per book.
-        let wait = if failures.is_empty() {
+    }
+}
+
+impl Worker for Indexer {
+    fn name(&self) -> &'static str {
+        "search-indexer"
+    }
+
+    fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
+        Box::pin(async move {
+            let mut failures = std::mem::take(&mut self.failures);
+            let r = pass(&self.data, &self.index, &mut failures, &self.shutdown).await;
+            self.failures = failures;
+            r.map(|_| WorkerState::Idle)
+                .map_err(|e| format!("search indexing pass failed: {e}"))
+        })
+    }
+
+    fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
+        let wait = if self.failures.is_empty() {
             PASS_INTERVAL
         } else {
             RETRY_BASE
         };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = node.search_wakeup.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
+        let wake = self.data.events.search_wakeup.clone();
+        Box::pin(async move {
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        })
     }
 }
 
 /// One pass: drops what is no longer current, indexes what is missing.
 async fn pass(
-    node: &Arc<Node>,
+    node: &Arc<DataPath>,
+    index: &Arc<SearchIndex>,
     failures: &mut HashMap<String, (u32, Instant)>,
     shutdown: &CancellationToken,
 ) -> Result<(), crate::error::ControllerError> {
@@ -102,7 +133,7 @@ async fn pass(
         .await?;
     let want: BTreeMap<String, crate::model::FileRecord> =
         current.into_iter().map(|f| (f.name.clone(), f)).collect();
-    let ix = node.search.clone();
+    let ix = index.clone();
     let have: BTreeMap<String, String> = tokio::task::spawn_blocking(move || {
         let w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.books()
@@ -124,11 +155,11 @@ async fn pass(
         .filter(|f| f.size <= MAX_INDEXED_BYTES)
         .cloned()
         .collect();
-    node.search
+    index
         .pending
         .store(to_add.len() as u64, std::sync::atomic::Ordering::Relaxed);
     if !stale.is_empty() {
-        let ix = node.search.clone();
+        let ix = index.clone();
         let names = stale.clone();
         tokio::task::spawn_blocking(move || {
             let mut w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -157,11 +188,11 @@ async fn pass(
                 continue;
             }
         }
-        match index_one(node, &f).await {
+        match index_one(node, index, &f).await {
             Ok(()) => {
                 failures.remove(&key);
                 left -= 1;
-                node.search
+                index
                     .pending
                     .store(left as u64, std::sync::atomic::Ordering::Relaxed);
                 node.metrics.books_indexed.inc();
@@ -182,7 +213,8 @@ async fn pass(
 
 /// Fetches one version's bytes through the chunkservers and indexes it.
 async fn index_one(
-    node: &Arc<Node>,
+    node: &Arc<DataPath>,
+    index: &Arc<SearchIndex>,
     f: &crate::model::FileRecord,
 ) -> Result<(), crate::error::ControllerError> {
     let opened = download::open(node, &f.owner, &f.name, Some(f.file_id)).await?;
@@ -199,7 +231,7 @@ async fn index_one(
             f.name
         )));
     }
-    let ix = node.search.clone();
+    let ix = index.clone();
     let (name, id) = (f.name.clone(), f.file_id.to_string());
     tokio::task::spawn_blocking(move || {
         let mut w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());

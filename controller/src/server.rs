@@ -8,12 +8,25 @@ use redcloud_proto::controller::controller_server::ControllerServer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chunks::{Chunks, DataPath};
 use crate::config::Config;
 use crate::error::ControllerError;
+use crate::events::Events;
 use crate::meta::{self, Db};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::registry::Registry;
+use crate::repair::Repair;
+use crate::replication::anti_entropy::AntiEntropy;
+use crate::replication::discovery::Discovery;
+use crate::replication::gossip::Gossip;
+use crate::replication::membership::Membership;
+use crate::replication::net::PeerNet;
+use crate::replication::peers::Peers;
+use crate::replication::{Addrs, Replica};
+use crate::search::Indexer;
 use crate::service::ControllerService;
+use crate::workers::Supervisor;
 use redcloud_common::Hlc;
 
 /// Why a controller could not start.
@@ -37,6 +50,9 @@ pub enum StartError {
     Config(String),
 }
 
+/// How long workers get, once shutdown is asked for, to end their unit of work.
+pub const WORKER_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Longest a controller waits at start for a peer's clock before its first write.
 pub const CLOCK_SETTLE: std::time::Duration = std::time::Duration::from_millis(1500);
 
@@ -56,10 +72,12 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until the servers and all background work have stopped (after shutdown).
+    /// Waits until the servers, the workers and all background work have stopped
+    /// (after shutdown). Workers get [`WORKER_STOP_DEADLINE`] to finish their unit.
     pub async fn wait(self) {
         self.tasks.close();
         self.tasks.wait().await;
+        self.node.workers.stop(WORKER_STOP_DEADLINE).await;
         self.node.tasks.close();
         self.node.tasks.wait().await;
     }
@@ -92,7 +110,8 @@ pub async fn start(
     let grpc_local = listeners.grpc.local_addr().map_err(dir_err)?;
     let http_local = listeners.http.local_addr().map_err(dir_err)?;
     let configured = config.advertise_addr.as_deref().filter(|a| !a.is_empty());
-    let (grpc_addr, http_addr) = crate::node::detect_addrs(configured, grpc_local, http_local, &[]);
+    let (grpc_addr, http_addr) =
+        crate::replication::detect_addrs(configured, grpc_local, http_local, &[]);
     // Detected addresses are checked again by discovery; a configured one is kept.
     let detect_from = (configured.is_none() && grpc_local.ip().is_unspecified())
         .then_some((grpc_local, http_local));
@@ -110,23 +129,80 @@ pub async fn start(
             "no cluster secret set (REDCLOUD_CLUSTER_SECRET): internal calls are unauthenticated"
         );
     }
+    let registry = Arc::new(registry);
+    let config = Arc::new(config);
+    // Connects fail fast on an unreachable peer; a whole call (a large delta from a
+    // busy peer) may take longer.
+    let net = Arc::new(PeerNet::new(
+        std::time::Duration::from_secs(2),
+        crate::replication::PEER_REQUEST_TIMEOUT,
+        config.cluster_secret.clone(),
+    ));
+    let metrics = Arc::new(Metrics::default());
+    let peers = Arc::new(Peers::default());
     let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
-    let node = Arc::new(Node::new(
+    let events = Arc::new(Events::new(gossip_tx, registry.clone(), metrics.clone()));
+    let membership = Arc::new(Membership::new(
+        id.clone(),
+        db.clone(),
+        peers.clone(),
+        registry.clone(),
+        hlc.clone(),
+    ));
+    let addrs = Arc::new(Addrs::new(grpc_addr, http_addr, detect_from));
+    let replica = Arc::new(Replica::new(
+        id.clone(),
+        addrs,
+        db.clone(),
+        hlc.clone(),
+        peers.clone(),
+        net.clone(),
+        metrics.clone(),
+        events.clone(),
+        membership.clone(),
+        drift,
+    ));
+    let chunks = Arc::new(Chunks::new(
+        registry.clone(),
+        net.clone(),
+        config.cluster_secret.clone(),
+        config.min_chunk_replicas,
+    ));
+    let node_tasks = TaskTracker::new();
+    let data = Arc::new(DataPath {
+        id: id.clone(),
+        config: config.clone(),
+        db: db.clone(),
+        chunks: chunks.clone(),
+        events: events.clone(),
+        metrics: metrics.clone(),
+        tasks: node_tasks.clone(),
+    });
+    let workers = Supervisor::new();
+    let node = Arc::new(Node {
         id,
-        config,
+        config: config.clone(),
         db,
         hlc,
-        registry,
-        grpc_addr,
-        http_addr,
-        detect_from,
-        search,
-        shutdown.clone(),
-        gossip_tx,
-    ));
+        registry: registry.clone(),
+        peers: peers.clone(),
+        net,
+        metrics,
+        events,
+        membership: membership.clone(),
+        replica: replica.clone(),
+        chunks,
+        data: data.clone(),
+        search: search.clone(),
+        repair_state: Arc::new(std::sync::Mutex::new(Default::default())),
+        workers: workers.clone(),
+        tasks: node_tasks.clone(),
+        shutdown: shutdown.clone(),
+    });
+
     let tasks = TaskTracker::new();
     // The HTTP routes and discovery first: peers' clocks are sampled (from their
-    // answers and messages) before this controller writes anything.
+    // answers) before this controller writes anything.
     let n = node.clone();
     let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
     tasks.spawn(redcloud_common::http::serve(
@@ -134,11 +210,15 @@ pub async fn start(
         handler,
         shutdown.clone(),
     ));
-    tasks.spawn(crate::replication::discovery::run(
-        node.clone(),
+    workers.spawn(
+        Discovery::new(
+            replica.clone(),
+            config.peers.clone(),
+            config.discovery_interval,
+        ),
         shutdown.clone(),
-    ));
-    settle(&node).await?;
+    );
+    settle(&replica, config.max_clock_drift).await?;
     {
         let (id, g, h) = (node.id.clone(), node.grpc_addr(), node.http_addr());
         let written = node
@@ -166,29 +246,57 @@ pub async fn start(
             tracing::error!("gRPC server failed: {e}");
         }
     });
-    tasks.spawn(crate::replication::gossip::run(
-        node.clone(),
-        gossip_rx,
+    workers.spawn(
+        Gossip::new(
+            replica.clone(),
+            gossip_rx,
+            config.gossip_interval,
+            config.gossip_fanout as usize,
+            node_tasks.clone(),
+        ),
         shutdown.clone(),
-    ));
-    tasks.spawn(crate::replication::anti_entropy::run(
-        node.clone(),
+    );
+    workers.spawn(
+        AntiEntropy {
+            replica: replica.clone(),
+            interval: config.anti_entropy_interval,
+        },
         shutdown.clone(),
-    ));
-    tasks.spawn(crate::repair::run(node.clone(), shutdown.clone()));
-    tasks.spawn(crate::search::run(node.clone(), shutdown.clone()));
-    tasks.spawn(crate::health::run(node.clone(), shutdown.clone()));
-    tasks.spawn(crate::replication::tombstone_gc::run(
-        node.clone(),
+    );
+    workers.spawn(
+        crate::replication::tombstone_gc::worker(
+            replica.clone(),
+            config.tombstone_grace,
+            config.tombstone_gc_interval,
+        ),
         shutdown.clone(),
-    ));
+    );
+    workers.spawn(
+        crate::health::worker(replica.clone(), registry.clone()),
+        shutdown.clone(),
+    );
+    workers.spawn(
+        Repair::new(
+            data.clone(),
+            membership,
+            peers,
+            node.hlc.clone(),
+            node.repair_state.clone(),
+            shutdown.clone(),
+        ),
+        shutdown.clone(),
+    );
+    workers.spawn(
+        Indexer::new(data, search, shutdown.clone()),
+        shutdown.clone(),
+    );
     Ok(Running { node, tasks })
 }
 
 /// Lets writes through once the clock has been checked: as soon as a peer's clock
 /// was sampled, or discovery found no other controller, or [`CLOCK_SETTLE`] ran
 /// out (peers unreachable: this controller's own clock is all there is).
-async fn settle(node: &Arc<Node>) -> Result<(), StartError> {
+async fn settle(node: &Arc<Replica>, drift: std::time::Duration) -> Result<(), StartError> {
     let start = std::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));
     loop {
@@ -199,7 +307,7 @@ async fn settle(node: &Arc<Node>) -> Result<(), StartError> {
         }
     }
     let skew = node.hlc.skew_ms();
-    let margin = node.config.max_clock_drift.as_millis() as i64 / 2;
+    let margin = drift.as_millis() as i64 / 2;
     if skew.abs() > margin {
         tracing::error!(
             skew_ms = skew,
@@ -218,7 +326,7 @@ async fn settle(node: &Arc<Node>) -> Result<(), StartError> {
     let written = node.db.call(|s| s.settle()).await?;
     node.settled
         .store(true, std::sync::atomic::Ordering::Release);
-    node.publish(written, None);
+    node.events.publish(written, None);
     Ok(())
 }
 

@@ -95,7 +95,7 @@ impl Controller for ControllerService {
                 s.message()
             ))),
         });
-        match upload::upload(self.node.clone(), start, parts).await {
+        match upload::upload(self.node.data.clone(), start, parts).await {
             Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {
                 file: Some(file_info(&file)),
                 replicas: replicas as u32,
@@ -117,12 +117,12 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
-        let opened = download::open(&self.node, ANONYMOUS, name, version).await?;
+        let opened = download::open(&self.node.data, ANONYMOUS, name, version).await?;
         let info = pb::DownloadResponse {
             msg: Some(pb::download_response::Msg::Info(file_info(&opened.file))),
         };
         let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(
-            self.node.clone(),
+            self.node.data.clone(),
             opened,
         ))
         .map(|r| {
@@ -247,7 +247,7 @@ impl Controller for ControllerService {
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
-        let opened = download::open(&self.node, ANONYMOUS, name, version).await?;
+        let opened = download::open(&self.node.data, ANONYMOUS, name, version).await?;
         let ids: Vec<_> = opened.chunks.iter().map(|c| c.chunk_id).collect();
         let locations = self
             .node
@@ -320,7 +320,7 @@ impl Controller for ControllerService {
             let node = self.node.clone();
             let addr = s.record.grpc_addr.clone();
             async move {
-                let c = node.chunk_client(&addr).ok()?;
+                let c = node.chunks.client(&addr).ok()?;
                 tokio::time::timeout(check, c.stat(&[])).await.ok()?.ok()
             }
         }))
@@ -388,6 +388,7 @@ impl Controller for ControllerService {
             lost_chunks: repair.lost_chunks,
             gc_waits: self
                 .node
+                .membership
                 .gc_waits()
                 .into_iter()
                 .map(|(collector, w)| pb::GcWait {
@@ -397,10 +398,26 @@ impl Controller for ControllerService {
                     since_ms: w.since_ms,
                 })
                 .collect(),
+            workers: self
+                .node
+                .workers
+                .status()
+                .into_iter()
+                .map(|w| pb::WorkerStatus {
+                    name: w.name.to_string(),
+                    state: w.state.to_string(),
+                    units: w.units,
+                    errors: w.errors,
+                    last_error: w.last_error.unwrap_or_default(),
+                    last_error_age_ms: w.last_error_age_ms.unwrap_or(0),
+                    unit_ms: w.unit_ms,
+                })
+                .collect(),
             clock_skew_ms: self.node.hlc.skew_ms(),
             records_held_clock_ahead: self.node.metrics.records_held_clock_ahead.get(),
             members: self
                 .node
+                .membership
                 .members()
                 .await?
                 .into_iter()
@@ -459,7 +476,7 @@ impl Controller for ControllerService {
                 .call(|s| meta::forgotten_controllers(s.conn()))
                 .await?;
             all.insert(id.clone());
-            self.node.set_forgotten(all);
+            self.node.membership.set_forgotten(all);
         }
         self.node.publish(written, None);
         tracing::warn!(node = %id, ?forgotten, "node forgotten: collection no longer waits for it");

@@ -19,10 +19,10 @@ use redcloud_common::{ChunkId, FileId, NodeId, Sha256Hex};
 use redcloud_proto::chunk_client::ChunkCallError;
 use tokio::sync::{Semaphore, mpsc};
 
+use crate::chunks::DataPath;
 use crate::error::{ControllerError, Result};
 use crate::meta;
 use crate::model::{ChunkRef, ChunkserverRecord, FileRecord};
-use crate::node::Node;
 
 /// Chunks buffered and being written at once, per upload.
 const IN_FLIGHT: usize = 4;
@@ -57,13 +57,13 @@ struct Placed {
 
 /// Marks a chunk as used by an upload in progress for as long as it lives.
 struct InFlight {
-    node: Arc<Node>,
+    node: Arc<DataPath>,
     id: ChunkId,
 }
 
 impl InFlight {
-    fn new(node: &Arc<Node>, id: ChunkId) -> Self {
-        node.track_in_flight(&[id], true);
+    fn new(node: &Arc<DataPath>, id: ChunkId) -> Self {
+        node.chunks.track_in_flight(&[id], true);
         InFlight {
             node: node.clone(),
             id,
@@ -73,7 +73,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.node.track_in_flight(&[self.id], false);
+        self.node.chunks.track_in_flight(&[self.id], false);
     }
 }
 
@@ -91,7 +91,7 @@ pub fn upload_time_limit(chunk_gc_grace: std::time::Duration) -> std::time::Dura
 /// Runs one upload to completion. Returns the stored version and the fewest copies
 /// any chunk had at acknowledgement.
 pub async fn upload<S>(
-    node: Arc<Node>,
+    node: Arc<DataPath>,
     start: UploadStart,
     mut parts: S,
 ) -> Result<(FileRecord, usize)>
@@ -109,18 +109,18 @@ where
         )));
     }
     let started = std::time::Instant::now();
-    let mut targets = node.registry.healthy();
+    let mut targets = node.chunks.registry.healthy();
     if targets.is_empty() {
         // Every chunkserver with a fresh heartbeat had a call fail since: try them
         // rather than refuse (one failed call is often a blip, or a call to the
         // address a chunkserver had before it moved).
-        targets = node.registry.alive();
+        targets = node.chunks.registry.alive();
     }
     let targets = Arc::new(targets);
     if targets.is_empty() {
         return Err(ControllerError::NoChunkservers);
     }
-    let need = node.required_replicas(targets.len());
+    let need = node.chunks.required_replicas(targets.len());
     let chunk_size = node.config.chunk_size as usize;
     let mut chunker = Chunker::new(chunk_size);
     let mut hasher = Sha256Hex::new();
@@ -248,7 +248,7 @@ where
         meta: written[0].version.clone(),
         ..file
     };
-    node.publish(written, None);
+    node.events.publish(written, None);
     node.metrics.uploads.inc();
     node.metrics.upload_bytes.add(file.size);
     tracing::info!(node = %node.id, name = %file.name, file_id = %file.file_id, seq = file.meta.seq, size = file.size, chunks = file.chunk_count, replicas, "upload stored");
@@ -262,7 +262,7 @@ fn join(r: std::result::Result<Result<Placed>, tokio::task::JoinError>) -> Resul
 /// Writes one chunk to every target; returns once `need` hold it and the rest have
 /// answered or had `STRAGGLER_GRACE` more. Late copies are recorded when they land.
 async fn place_chunk(
-    node: Arc<Node>,
+    node: Arc<DataPath>,
     targets: Arc<Vec<ChunkserverRecord>>,
     need: usize,
     index: u32,
@@ -282,7 +282,7 @@ async fn place_chunk(
         let tx = tx.clone();
         let data = data.clone();
         let target = t.clone();
-        let client = node.chunk_client(&t.grpc_addr);
+        let client = node.chunks.client(&t.grpc_addr);
         node.tasks.spawn(async move {
             let r = match client {
                 Ok(c) => c.put(id, data).await,
@@ -311,7 +311,7 @@ async fn place_chunk(
                 node.metrics.chunk_put_failures.inc();
                 if matches!(e, ChunkCallError::Unreachable { .. }) {
                     unreachable += 1;
-                    node.chunk_call_failed(&target.node_id, &target.grpc_addr);
+                    node.chunks.call_failed(&target.node_id, &target.grpc_addr);
                 }
                 tracing::warn!(chunk = %id, "chunk write failed: {e}");
                 errors.push(e.to_string());
@@ -325,7 +325,8 @@ async fn place_chunk(
     // MIN_CHUNK_REPLICAS is capped by how many are: on the small side of a
     // partition, the copies that side can make are enough.
     let need = if holders.len() < need {
-        node.required_replicas(node.registry.healthy().len())
+        node.chunks
+            .required_replicas(node.chunks.registry.healthy().len())
             .min(need)
     } else {
         need
@@ -361,14 +362,16 @@ async fn place_chunk(
                         .call(move |s| meta::record_locations(s, &loc))
                         .await
                     {
-                        Ok(recs) => late_node.publish(recs, None),
+                        Ok(recs) => late_node.events.publish(recs, None),
                         Err(e) => tracing::warn!("cannot record a late chunk copy: {e}"),
                     }
                 }
                 Err(e) => {
                     late_node.metrics.chunk_put_failures.inc();
                     if matches!(e, ChunkCallError::Unreachable { .. }) {
-                        late_node.chunk_call_failed(&target.node_id, &target.grpc_addr);
+                        late_node
+                            .chunks
+                            .call_failed(&target.node_id, &target.grpc_addr);
                     }
                     tracing::warn!(chunk = %id, "late chunk write failed: {e}");
                 }

@@ -226,7 +226,7 @@ async fn idle_round(records: usize) -> serde_json::Value {
     let mut rounds = Vec::new();
     for _ in 0..5 {
         let before = a.net.bytes_sent.get() + a.net.bytes_received.get();
-        let stats = redcloud_controller::replication::anti_entropy::exchange(&a, &b_http)
+        let stats = redcloud_controller::replication::anti_entropy::exchange(&a.replica, &b_http)
             .await
             .expect("exchange");
         assert_eq!(

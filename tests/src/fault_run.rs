@@ -11,14 +11,26 @@
 //! - all controllers reach the same state digest (the time this took is reported);
 //! - every acknowledged upload is present and downloads byte-identical (by version
 //!   id, so versions that lost last-writer-wins are checked too);
-//! - a name whose delete was acknowledged is absent (the workload never uploads a
-//!   deleted name again, and deletes only names whose single upload was
-//!   acknowledged, so no concurrent upload can legitimately bring it back);
-//! - a name whose delete was answered "not found" is still present (the deleting
-//!   controller had not heard of it yet, and wrote nothing);
+//! - a name whose last operation was an acknowledged delete is absent (deletes
+//!   only follow an acknowledged upload of the name, by the one client that owns
+//!   it, so no concurrent upload can legitimately bring it back);
+//! - every acknowledged upload not followed by a delete downloads byte-identical by
+//!   its version id; a name never deleted is listed. (A name uploaded again after
+//!   its delete may stay hidden by it: the delete and the upload went through
+//!   controllers whose clocks differ, and last-writer-wins orders them by those
+//!   clocks; the upload is still retrievable by id.)
 //! - an upload or delete that failed or timed out may or may not have happened, but
 //!   what is there must be bytes some client sent under that name;
 //! - no name appears that no client wrote.
+//!
+//! Faults: partitions, chunkservers cut off, kills and restarts, restarts with a
+//! clock offset, clock steps of an hour and ten years on a running controller (and
+//! back), a controller's data directory wiped (restarted with the same id, or with a
+//! new id and the old one forgotten with `cluster forget`), brand-new controllers
+//! joining, a controller started with a wrong peer list that reaches only the
+//! chunkservers, and bursts of thousands of records with 1,000-byte names (catch-ups
+//! far larger than any message). Clients also upload names again after deleting
+//! them, some with 900-byte names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -45,6 +57,12 @@ pub struct FaultRunConfig {
     pub max_clock_offset_ms: i64,
     /// How long convergence may take after the last heal before it is an anomaly.
     pub converge_deadline: Duration,
+    /// Records one metadata burst writes (files and chunk lists, 1,000-byte names).
+    pub bulk_records: usize,
+    /// Controllers the schedule may add (brand-new, or with a wrong peer list).
+    pub max_added_controllers: usize,
+    /// Metadata bursts the schedule may run.
+    pub max_bulk_bursts: usize,
 }
 
 impl Default for FaultRunConfig {
@@ -59,6 +77,9 @@ impl Default for FaultRunConfig {
             // other; larger steps are the clock-jump fault.
             max_clock_offset_ms: 1_200,
             converge_deadline: Duration::from_secs(120),
+            bulk_records: 12_000,
+            max_added_controllers: 2,
+            max_bulk_bursts: 2,
         }
     }
 }
@@ -93,16 +114,50 @@ pub struct FaultRunReport {
     pub anomalies: Vec<String>,
 }
 
-/// What one client did to one name.
+/// What one client did to one name (every name belongs to one client, so its
+/// operations are in order).
 #[derive(Debug, Default, Clone)]
 struct NameLog {
     /// Uploaded more than once, never deleted.
     versioned: bool,
-    /// Acknowledged uploads: (version id, SHA-256).
-    acked: Vec<(String, String)>,
+    /// Acknowledged uploads: (version id, SHA-256, operation number).
+    acked: Vec<(String, String, usize)>,
     /// SHA-256 of uploads that failed or timed out (they may have happened).
     attempted: Vec<String>,
-    delete: DeleteState,
+    /// Deletes and their operation numbers.
+    deletes: Vec<(DeleteState, usize)>,
+    /// Operations done on the name so far.
+    ops: usize,
+    /// The last operation was an upload attempt (acknowledged or not).
+    last_was_upload: bool,
+}
+
+impl NameLog {
+    /// The number of the last delete that may have happened (acknowledged or not).
+    fn last_delete(&self) -> Option<usize> {
+        self.deletes
+            .iter()
+            .filter(|(d, _)| *d != DeleteState::None)
+            .map(|(_, n)| *n)
+            .max()
+    }
+
+    /// Acknowledged uploads after the last delete that may have happened.
+    fn live_acked(&self) -> impl Iterator<Item = &(String, String, usize)> {
+        let after = self.last_delete();
+        self.acked
+            .iter()
+            .filter(move |(_, _, n)| after.is_none_or(|d| *n > d))
+    }
+
+    /// The last operation was an acknowledged delete.
+    fn deleted(&self) -> bool {
+        !self.last_was_upload
+            && self
+                .deletes
+                .last()
+                .is_some_and(|(d, n)| *d == DeleteState::Acked && *n + 1 == self.ops)
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
@@ -191,8 +246,13 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     report.operations_total = report.operations.values().sum();
     report.faults_total = report.faults.values().sum();
 
-    // The last heal: every node running, every link restored.
-    faults = FaultState::default();
+    // The last heal: every node running, every link restored, every clock fixed,
+    // every wiped controller's old id forgotten.
+    let to_forget = std::mem::take(&mut faults.to_forget);
+    faults = FaultState {
+        to_forget,
+        ..FaultState::default()
+    };
     for n in cluster
         .controllers
         .iter_mut()
@@ -203,8 +263,15 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
         }
     }
     apply(&cluster, &faults);
+    for _ in 0..20 {
+        if forget_pending(&cluster, &mut faults).await {
+            break;
+        }
+        // A bounded retry of the forgets (a controller just started may not answer).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let healed = Instant::now();
-    let all: Vec<usize> = (0..cfg.controllers).collect();
+    let all: Vec<usize> = (0..cluster.controllers.len()).collect();
     let trace = std::env::var_os("REDCLOUD_FAULT_TRACE").is_some();
     let mut last_trace = Instant::now();
     tracing::info!("fault run: last heal");
@@ -272,14 +339,14 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
     let ids: Vec<String> = names
         .iter()
         .filter_map(|n| ledger.get(n))
-        .flat_map(|l| l.acked.iter().map(|(id, _)| id.clone()))
+        .flat_map(|l| l.acked.iter().map(|(id, _, _)| id.clone()))
         .collect();
     for n in &names {
         if let Some(l) = ledger.get(n) {
             eprintln!(
-                "ledger '{n}': acked {:?} delete {:?} attempts {}",
+                "ledger '{n}': acked {:?} deletes {:?} attempts {}",
                 l.acked,
-                l.delete,
+                l.deletes,
                 l.attempted.len()
             );
         }
@@ -370,6 +437,14 @@ struct FaultState {
     cut: BTreeSet<(usize, usize)>,
     /// A chunkserver cut off from every controller.
     isolated: Option<usize>,
+    /// Controllers whose running clock was stepped (index → step in ms).
+    jumped: BTreeMap<usize, i64>,
+    /// Node ids of controllers wiped with a new id, not yet forgotten.
+    to_forget: Vec<String>,
+    /// Controllers added by the schedule.
+    added: usize,
+    /// Metadata bursts run.
+    bursts: usize,
 }
 
 /// Sets every running node's fault rules to `f` (idempotent; used after any change).
@@ -405,6 +480,111 @@ fn apply(cluster: &TestCluster, f: &FaultState) {
                 .store(f.isolated == Some(i), std::sync::atomic::Ordering::Relaxed);
         }
     }
+    for (i, c) in cluster.controllers.iter().enumerate() {
+        if c.is_running() {
+            let base = c.config().clock_offset_ms;
+            let step = f.jumped.get(&i).copied().unwrap_or(0);
+            c.controller().hlc.set_offset_ms(base + step);
+        }
+    }
+}
+
+/// Whether every write controller `i` made is reflected by some other running
+/// controller it can reach (an operator wipes a node after it synced; a node wiped
+/// before its writes left it loses them, which no replication can prevent).
+async fn synced_elsewhere(cluster: &TestCluster, f: &FaultState, i: usize) -> bool {
+    let node = cluster.controllers[i].controller().clone();
+    let (mine, vector) = match node
+        .db
+        .call(|s| Ok((s.engine().mine.clone(), s.vector())))
+        .await
+    {
+        Ok(x) => x,
+        Err(_) => return false,
+    };
+    let mut others = Vec::new();
+    for (j, c) in cluster.controllers.iter().enumerate() {
+        if j != i
+            && c.is_running()
+            && !f.cut.contains(&(i.min(j), i.max(j)))
+            && let Ok(v) = c.controller().db.call(|s| Ok(s.vector())).await
+        {
+            others.push(v);
+        }
+    }
+    mine.iter()
+        .all(|o| others.iter().any(|v| v.get(*o) >= vector.get(*o)))
+}
+
+/// Asks a running controller to forget each wiped controller's old id (forced: it
+/// was heard from moments before its wipe). Returns whether all were forgotten.
+async fn forget_pending(cluster: &TestCluster, f: &mut FaultState) -> bool {
+    let running: Vec<String> = (0..cluster.controllers.len())
+        .filter(|&i| cluster.controllers[i].is_running())
+        .map(|i| cluster.controller_addr(i))
+        .collect();
+    let mut left = Vec::new();
+    for id in std::mem::take(&mut f.to_forget) {
+        let r = tokio::time::timeout(OP_TIMEOUT, async {
+            let mut c = Client::connect(&running).await?;
+            c.forget_node(&id, true).await
+        })
+        .await;
+        match r {
+            Ok(Ok(_)) | Ok(Err(ClientError::NotFound(_))) => {}
+            _ => left.push(id),
+        }
+    }
+    f.to_forget = left;
+    f.to_forget.is_empty()
+}
+
+/// Writes `n` file versions (with chunk lists) with 1,000-byte names on controller
+/// `i`, owned by `bulk` (not a client's: only convergence checks them).
+async fn bulk_burst(cluster: &TestCluster, i: usize, n: usize, tag: u64) -> usize {
+    use redcloud_controller::records::{Body, FileBody};
+    use redcloud_controller::replication::engine::Write;
+    let node = cluster.controllers[i].controller().clone();
+    let long = "b".repeat(1000);
+    let mut written = 0;
+    for start in (0..n).step_by(500) {
+        let writes: Vec<Write> = (start..(start + 500).min(n))
+            .flat_map(|k| {
+                let id = redcloud_common::FileId::generate().to_string();
+                let name = format!("{long}-{tag}-{k:05}");
+                let chunk = redcloud_common::ChunkId::of(name.as_bytes());
+                [
+                    Write {
+                        key: id.clone(),
+                        body: Body::File(FileBody {
+                            owner: "bulk".into(),
+                            sha256: chunk.to_hex(),
+                            name,
+                            size: 100,
+                            chunk_size: 1 << 20,
+                            chunk_count: 1,
+                            public: false,
+                            created_at_ms: 1,
+                        }),
+                        deleted: false,
+                    },
+                    Write {
+                        key: id,
+                        body: Body::Chunks(vec![(chunk, 100)]),
+                        deleted: false,
+                    },
+                ]
+            })
+            .collect();
+        match node.db.call(move |s| s.write(writes)).await {
+            Ok(recs) => {
+                written += recs.len() / 2;
+                node.publish(recs, None);
+            }
+            Err(_) => break,
+        }
+    }
+    written
 }
 
 /// Injects one random fault; returns (kind, description).
@@ -421,10 +601,10 @@ fn inject(
         (0..v.len()).filter(|&i| !v[i].is_running()).collect()
     };
     let pick = |rng: &mut StdRng, v: &[usize]| v[rng.random_range(0..v.len())];
-    let out = match rng.random_range(0..8) {
-        0 | 1 if cfg.controllers >= 2 => {
+    let out = match rng.random_range(0..15) {
+        0 | 1 if cluster.controllers.len() >= 2 => {
             // A random split of the controllers into two non-empty sides.
-            let n = cfg.controllers;
+            let n = cluster.controllers.len();
             let mask = rng.random_range(1..(1u32 << n) - 1);
             f.cut.clear();
             for a in 0..n {
@@ -454,6 +634,7 @@ fn inject(
             }
             let i = pick(rng, &up);
             tokio::task::block_in_place(|| cluster.controllers[i].kill());
+            f.jumped.remove(&i);
             ("kill_controller", format!("controller {i} killed"))
         }
         5 => {
@@ -479,9 +660,124 @@ fn inject(
                 node.controller_config_mut().clock_offset_ms = off;
                 node.start();
             });
+            f.jumped.remove(&i);
             (
                 "clock_offset",
                 format!("controller {i} restarted {off:+} ms off"),
+            )
+        }
+        8 | 9 => {
+            // A data directory wiped: restarted with the same id, or with a new one
+            // (then the old id is forgotten).
+            let same = rng.random_bool(0.5);
+            let up = running(&cluster.controllers);
+            if up.len() < 2 {
+                return None;
+            }
+            let i = pick(rng, &up);
+            // Drained first (it takes no more writes), then wiped once another
+            // controller reflects everything it had.
+            let drain = |on: bool| {
+                let db = cluster.controllers[i].controller().db.clone();
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(db.call(move |s| {
+                        s.set_draining(on);
+                        Ok(())
+                    }))
+                })
+            };
+            let _ = drain(true);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut synced = false;
+            while Instant::now() < deadline {
+                if tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(synced_elsewhere(cluster, f, i))
+                }) {
+                    synced = true;
+                    break;
+                }
+                // Polling for the wipe's precondition, within the deadline above.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !synced {
+                let _ = drain(false);
+                return None;
+            }
+            let old = cluster.controller_id(i);
+            tokio::task::block_in_place(|| cluster.wipe_controller(i, same));
+            f.jumped.remove(&i);
+            if same {
+                ("wipe_same_id", format!("controller {i} wiped, same id"))
+            } else {
+                f.to_forget.push(old.clone());
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current().block_on(forget_pending(cluster, f))
+                });
+                (
+                    "wipe_new_id",
+                    format!("controller {i} wiped, new id; {old} forgotten"),
+                )
+            }
+        }
+        10 if f.added < cfg.max_added_controllers => {
+            f.added += 1;
+            let wrong = rng.random_bool(0.5);
+            let i = if wrong {
+                let i = tokio::task::block_in_place(|| {
+                    cluster.add_controller_with(|c| c.peers = vec!["127.0.0.1:9".into()])
+                });
+                let http = cluster.controllers[i].http_addr.to_string();
+                tokio::task::block_in_place(|| cluster.point_chunkservers_at(&http));
+                i
+            } else {
+                tokio::task::block_in_place(|| cluster.add_controller_with(|_| {}))
+            };
+            if wrong {
+                (
+                    "add_controller_wrong_peers",
+                    format!(
+                        "controller {i} added with a wrong peer list (reaches the chunkservers only)"
+                    ),
+                )
+            } else {
+                ("add_controller", format!("controller {i} added"))
+            }
+        }
+        11 => {
+            let up = running(&cluster.controllers);
+            let i = pick(rng, &up);
+            let step = if rng.random_bool(0.5) {
+                3_600_000
+            } else {
+                10 * 365 * 86_400_000
+            };
+            f.jumped.insert(i, step);
+            (
+                "clock_step",
+                format!("controller {i}'s clock stepped {step:+} ms"),
+            )
+        }
+        12 if !f.jumped.is_empty() => {
+            let stepped: Vec<usize> = f.jumped.keys().copied().collect();
+            let i = pick(rng, &stepped);
+            f.jumped.remove(&i);
+            (
+                "clock_step_back",
+                format!("controller {i}'s clock stepped back"),
+            )
+        }
+        13 if f.bursts < cfg.max_bulk_bursts => {
+            f.bursts += 1;
+            let up = running(&cluster.controllers);
+            let i = pick(rng, &up);
+            let n = cfg.bulk_records;
+            let tag = rng.random::<u64>();
+            let written = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(bulk_burst(cluster, i, n, tag))
+            });
+            (
+                "bulk_burst",
+                format!("controller {i} wrote {written} files with 1,000-byte names"),
             )
         }
         _ => {
@@ -589,9 +885,19 @@ async fn client_loop(
                 .map(|(_, a)| a.clone()),
         );
         let roll = rng.random_range(0..100);
+        // Deleted only right after its own acknowledged upload.
         let deletable: Vec<String> = names
             .iter()
-            .filter(|(_, l)| !l.versioned && l.acked.len() == 1 && l.delete == DeleteState::None)
+            .filter(|(_, l)| {
+                !l.versioned
+                    && l.last_was_upload
+                    && l.acked.last().is_some_and(|(_, _, n)| *n + 1 == l.ops)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        let redo: Vec<String> = names
+            .iter()
+            .filter(|(_, l)| l.deleted())
             .map(|(n, _)| n.clone())
             .collect();
         if roll < 30 && !deletable.is_empty() {
@@ -602,23 +908,30 @@ async fn client_loop(
             })
             .await;
             let log = names.get_mut(&name).expect("known name");
-            match r {
+            let n = log.ops;
+            log.ops += 1;
+            log.last_was_upload = false;
+            let state = match r {
                 Ok(Ok(_)) => {
-                    log.delete = DeleteState::Acked;
                     count(&mut ops, "delete_acked");
+                    DeleteState::Acked
                 }
-                Ok(Err(ClientError::NotFound(_))) => count(&mut ops, "delete_not_found"),
+                Ok(Err(ClientError::NotFound(_))) => {
+                    count(&mut ops, "delete_not_found");
+                    DeleteState::None
+                }
                 Ok(Err(e)) => {
-                    log.delete = DeleteState::Uncertain;
                     count(&mut ops, "delete_failed");
                     count(&mut why, &reason("delete", &Ok(e)));
+                    DeleteState::Uncertain
                 }
                 Err(t) => {
-                    log.delete = DeleteState::Uncertain;
                     count(&mut ops, "delete_failed");
                     count(&mut why, &reason("delete", &Err(t)));
+                    DeleteState::Uncertain
                 }
-            }
+            };
+            log.deletes.push((state, n));
             continue;
         }
         let versioned: Vec<String> = names
@@ -626,7 +939,10 @@ async fn client_loop(
             .filter(|(_, l)| l.versioned)
             .map(|(n, _)| n.clone())
             .collect();
-        let (name, is_versioned) = if roll < 45 {
+        let (name, is_versioned) = if roll < 36 && !redo.is_empty() {
+            // A deleted name uploaded again.
+            (redo[rng.random_range(0..redo.len())].clone(), false)
+        } else if roll < 45 {
             if versioned.len() < 3 || rng.random_bool(0.2) {
                 next += 1;
                 (format!("c{id}-v{next}.txt"), true)
@@ -636,6 +952,9 @@ async fn client_loop(
                     true,
                 )
             }
+        } else if rng.random_bool(0.1) {
+            next += 1;
+            (format!("c{id}-long{next}-{}.txt", "n".repeat(900)), false)
         } else {
             next += 1;
             (format!("c{id}-f{next}.txt"), false)
@@ -650,10 +969,13 @@ async fn client_loop(
         .await;
         let log = names.entry(name).or_default();
         log.versioned = is_versioned;
+        let n = log.ops;
+        log.ops += 1;
+        log.last_was_upload = true;
         match r {
             Ok(Ok(resp)) => {
                 let id = resp.file.map(|f| f.file_id).unwrap_or_default();
-                log.acked.push((id, sha));
+                log.acked.push((id, sha, n));
                 count(&mut ops, "upload_acked");
             }
             Ok(Err(e)) => {
@@ -724,25 +1046,29 @@ async fn check(cluster: &TestCluster, ledger: &BTreeMap<String, NameLog>, r: &mu
             let sent: BTreeSet<&str> = log
                 .acked
                 .iter()
-                .map(|(_, s)| s.as_str())
+                .map(|(_, s, _)| s.as_str())
                 .chain(log.attempted.iter().map(|s| s.as_str()))
                 .collect();
             let current = listed.get(name);
-            let must_exist = !log.acked.is_empty() && log.delete == DeleteState::None;
-            match (current, log.delete) {
-                (Some(_), DeleteState::Acked) => r
+            let never_deleted = log.last_delete().is_none();
+            let must_exist = !log.acked.is_empty() && never_deleted;
+            match current {
+                Some(_) if log.deleted() => r
                     .anomalies
                     .push(format!("controller {i}: deleted '{name}' is back")),
-                (None, _) if must_exist => r
+                None if must_exist => r
                     .anomalies
                     .push(format!("controller {i}: acknowledged '{name}' is missing")),
-                (Some(f), _) if !sent.contains(f.sha256.as_str()) => r.anomalies.push(format!(
+                Some(f) if !sent.contains(f.sha256.as_str()) => r.anomalies.push(format!(
                     "controller {i}: '{name}' holds bytes no client sent (sha256 {})",
                     f.sha256
                 )),
-                // A single acknowledged upload: that is the current version.
-                (Some(f), _)
-                    if !log.versioned && !log.acked.is_empty() && f.sha256 != log.acked[0].1 =>
+                // A single acknowledged upload, never deleted: that is the current version.
+                Some(f)
+                    if !log.versioned
+                        && never_deleted
+                        && log.acked.len() == 1
+                        && f.sha256 != log.acked[0].1 =>
                 {
                     r.anomalies.push(format!(
                         "controller {i}: '{name}' current version is not the acknowledged one"
@@ -750,14 +1076,8 @@ async fn check(cluster: &TestCluster, ledger: &BTreeMap<String, NameLog>, r: &mu
                 }
                 _ => {}
             }
-            if log.delete != DeleteState::None && !log.versioned {
-                continue;
-            }
-            if current.is_none() {
-                continue;
-            }
-            // Every acknowledged version downloads byte-identical, by version id.
-            for (vid, sha) in &log.acked {
+            // Every acknowledged upload no delete came after downloads, by version id.
+            for (vid, sha, _) in log.live_acked() {
                 versions += 1;
                 match client.download_bytes(name, Some(vid)).await {
                     Ok((_, data)) => {

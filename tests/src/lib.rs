@@ -151,6 +151,11 @@ impl NodeHandle {
         self.chunkserver.as_ref().expect("a running chunkserver")
     }
 
+    /// The configuration a controller starts with.
+    pub fn config(&self) -> &redcloud_controller::Config {
+        self.controller_config.as_ref().expect("a controller")
+    }
+
     /// Changes the configuration a controller gets at its next start.
     pub fn controller_config_mut(&mut self) -> &mut redcloud_controller::Config {
         self.controller_config.as_mut().expect("a controller")

@@ -64,6 +64,8 @@ pub struct Store {
     settled: bool,
     /// `MAX_CLOCK_DRIFT` in ms.
     max_drift_ms: u64,
+    /// Refusing writes (being drained before it is stopped for good or wiped).
+    draining: bool,
     /// The exclusive lock on the database, held as long as this store exists.
     _lock: std::fs::File,
 }
@@ -114,6 +116,7 @@ impl Db {
                 hlc,
                 settled: false,
                 max_drift_ms,
+                draining: false,
                 _lock: lock,
             })),
         })
@@ -190,6 +193,13 @@ impl Store {
         self.settled
     }
 
+    /// Refuses (or again takes) writes: a controller being drained before it is
+    /// stopped for good, or its data directory wiped, takes no write its peers
+    /// might not have received when it goes.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
     /// Carries out the plan `make` returns, in one transaction with the coverage it
     /// implies; adopts its engine state once committed.
     fn run(
@@ -222,6 +232,11 @@ impl Store {
         }
         if writes.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.draining {
+            return Err(ControllerError::Unavailable(
+                "this controller is being drained (it is about to stop): write through another controller".into(),
+            ));
         }
         // A clock that stamped writes far ahead (started alone with a wrong clock)
         // cannot go back: everything it stamps now would be held by the others.

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redcloud_common::http::HttpError;
-use tokio_util::sync::CancellationToken;
 
+use super::Replica;
 use super::{DELTA_BUDGET, Push, PushAck, Summary, SummaryReply, clock_key, decode, encode};
 use crate::meta;
-use crate::node::Node;
+use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// Why an exchange failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +40,10 @@ const MAX_ROUNDS: usize = 256;
 
 /// One anti-entropy exchange with the peer at `peer_http`, repeated until neither
 /// side's delta was cut short.
-pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats, ExchangeError> {
+pub async fn exchange(
+    node: &Arc<Replica>,
+    peer_http: &str,
+) -> Result<ExchangeStats, ExchangeError> {
     let mut stats = ExchangeStats::default();
     let malformed = |reason: String| ExchangeError::Malformed {
         peer: peer_http.to_string(),
@@ -90,7 +93,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
                     .await?;
                 node.peers.mark_ok(peer_http);
                 node.peers.set_last_same_hash(peer_http, Some(hash));
-                node.note_complete_exchange(&peer_id, asked_at);
+                node.membership.note_complete_exchange(&peer_id, asked_at);
                 return Ok(stats);
             }
             SummaryReply::Differs { delta: None, .. } => {
@@ -108,7 +111,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
         let their_complete = delta.complete;
         stats.received += delta.batch.records.len();
         let (p, t) = (peer_id.clone(), theirs.clone());
-        let drift = node.config.max_clock_drift.as_millis() as u64;
+        let drift = node.max_drift_ms;
         let now = node.hlc.wall_ms();
         let applied = node
             .db
@@ -120,7 +123,7 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             .await?;
         stats.held += applied.held.len();
         node.note_held(&peer_id, &applied.held);
-        node.learned(applied.changed, Some(peer_id.clone())).await;
+        node.events.learned(applied.changed, Some(peer_id.clone()));
 
         // Push back what the peer lacks.
         let ours = node
@@ -159,37 +162,52 @@ pub async fn exchange(node: &Arc<Node>, peer_http: &str) -> Result<ExchangeStats
             node.db
                 .call(move |s| Ok(meta::log::note_exchange(s.conn(), &p, asked_at_ms)?))
                 .await?;
-            node.note_complete_exchange(&peer_id, asked_at);
+            node.membership.note_complete_exchange(&peer_id, asked_at);
             return Ok(stats);
         }
     }
     Ok(stats)
 }
 
-/// Runs until `shutdown`: one exchange with a random peer per interval.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let interval = node.config.anti_entropy_interval;
-    loop {
-        // Jitter spreads the rounds of controllers started together.
+/// The worker: one exchange with a random peer per `ANTI_ENTROPY_INTERVAL`
+/// (jittered, so controllers started together spread their rounds).
+pub struct AntiEntropy {
+    pub replica: Arc<Replica>,
+    pub interval: Duration,
+}
+
+impl Worker for AntiEntropy {
+    fn name(&self) -> &'static str {
+        "anti-entropy"
+    }
+
+    fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
+        Box::pin(async move {
+            let node = &self.replica;
+            let Some(peer) = node.peers.random(1, None).into_iter().next() else {
+                return Ok(WorkerState::Idle);
+            };
+            match exchange(node, &peer.http_addr).await {
+                Ok(s) => {
+                    if s.received + s.sent > 0 {
+                        tracing::info!(peer = %peer.http_addr, received = s.received, sent = s.sent, "anti-entropy repaired a difference");
+                    }
+                    node.peers.set_needs_sync(&peer.http_addr, false);
+                    Ok(WorkerState::Idle)
+                }
+                Err(e) => {
+                    node.metrics.anti_entropy_failures.inc();
+                    tracing::debug!(peer = %peer.http_addr, "anti-entropy failed: {e}");
+                    Ok(WorkerState::Idle)
+                }
+            }
+        })
+    }
+
+    fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
+        let interval = self.interval;
         let jitter =
             Duration::from_millis(rand::random::<u64>() % (interval.as_millis() as u64 / 5 + 1));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(interval + jitter) => {}
-        }
-        let Some(peer) = node.peers.random(1, None).into_iter().next() else {
-            continue;
-        };
-        match exchange(&node, &peer.http_addr).await {
-            Ok(s) if s.received + s.sent > 0 => {
-                tracing::info!(peer = %peer.http_addr, received = s.received, sent = s.sent, "anti-entropy repaired a difference");
-                node.peers.set_needs_sync(&peer.http_addr, false);
-            }
-            Ok(_) => node.peers.set_needs_sync(&peer.http_addr, false),
-            Err(e) => {
-                node.metrics.anti_entropy_failures.inc();
-                tracing::debug!(peer = %peer.http_addr, "anti-entropy failed: {e}");
-            }
-        }
+        Box::pin(tokio::time::sleep(interval + jitter))
     }
 }

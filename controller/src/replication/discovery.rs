@@ -3,51 +3,85 @@
 //! address found, and learn the controllers the database knows (spread by gossip).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use redcloud_common::discovery::Resolver;
-use tokio_util::sync::CancellationToken;
 
-use super::{PeerInfo, clock_key};
+use super::{PeerInfo, Replica, clock_key};
 use crate::meta;
-use crate::node::Node;
+use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// The controllers' HTTP port, used when a peer name carries no port.
 pub const CONTROLLER_HTTP_PORT: u16 = 8701;
 
-/// Runs until `shutdown`.
-///
-/// While some address behind the names does not answer (at start, peers are often
-/// still starting), passes repeat every second rather than every interval.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let resolver = Resolver::new();
-    let quick = node
-        .config
-        .discovery_interval
-        .min(std::time::Duration::from_secs(1));
-    loop {
-        let everyone_answered = discover_once(&node, &resolver).await;
-        node.discovery_pass_done();
-        let wait = if everyone_answered {
-            node.config.discovery_interval
-        } else {
-            quick
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
+/// The discovery worker. While some address behind the names does not answer (at
+/// start, peers are often still starting), passes repeat every second rather than
+/// every interval; a change to the controllers the database knows (learned by
+/// gossip) is read at once.
+pub struct Discovery {
+    pub replica: Arc<Replica>,
+    /// The names (DNS aliases or `host:port` seeds) peers are found behind.
+    pub names: Vec<String>,
+    pub interval: Duration,
+    resolver: Resolver,
+    everyone_answered: bool,
+    refresh_only: bool,
+}
+
+impl Discovery {
+    pub fn new(replica: Arc<Replica>, names: Vec<String>, interval: Duration) -> Discovery {
+        Discovery {
+            replica,
+            names,
+            interval,
+            resolver: Resolver::new(),
+            everyone_answered: false,
+            refresh_only: false,
         }
     }
 }
 
+impl Worker for Discovery {
+    fn name(&self) -> &'static str {
+        "discovery"
+    }
+
+    fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
+        Box::pin(async move {
+            if std::mem::take(&mut self.refresh_only) {
+                refresh_from_db(&self.replica).await;
+            } else {
+                self.everyone_answered =
+                    discover_once(&self.replica, &self.names, &self.resolver).await;
+                self.replica.discovery_pass_done();
+            }
+            Ok(WorkerState::Idle)
+        })
+    }
+
+    fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
+        let wait = if self.everyone_answered {
+            self.interval
+        } else {
+            self.interval.min(Duration::from_secs(1))
+        };
+        let changed = self.replica.events.controllers_changed.clone();
+        Box::pin(async move {
+            tokio::select! {
+                _ = changed.notified() => self.refresh_only = true,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        })
+    }
+}
+
 /// One discovery pass. Returns whether every address found answered.
-pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
+pub async fn discover_once(node: &Arc<Replica>, names: &[String], resolver: &Resolver) -> bool {
     refresh_from_db(node).await;
-    let addrs = resolver
-        .resolve_all(&node.config.peers, CONTROLLER_HTTP_PORT)
-        .await;
+    let addrs = resolver.resolve_all(names, CONTROLLER_HTTP_PORT).await;
     // Detected from the route to the peers found (not the default route: on a swarm
     // overlay network that is docker_gwbridge, which other containers cannot reach).
-    if let Some((grpc, http)) = node.redetect_addrs(&addrs) {
+    if let Some((grpc, http)) = node.addrs.redetect(&addrs) {
         tracing::info!(%grpc, %http, "this controller's address changed");
         let id = node.id.clone();
         match node
@@ -55,7 +89,7 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
             .call(move |s| meta::upsert_controller(s, &id, &grpc, &http))
             .await
         {
-            Ok(written) => node.publish(written, None),
+            Ok(written) => node.events.publish(written, None),
             Err(e) => tracing::warn!("cannot record the new address: {e}"),
         }
     }
@@ -107,7 +141,7 @@ pub async fn discover_once(node: &Arc<Node>, resolver: &Resolver) -> bool {
 
 /// Takes in a registration answer: the answering controller first, with its clock,
 /// then every controller it knows.
-fn take_peer_list(node: &Node, list: Vec<PeerInfo>, rtt: std::time::Duration) {
+fn take_peer_list(node: &Replica, list: Vec<PeerInfo>, rtt: std::time::Duration) {
     let answered = list.first().map(|p| p.http_addr.clone());
     if let Some(first) = list.first()
         && let Some(ms) = first.clock_ms
@@ -131,7 +165,7 @@ fn take_peer_list(node: &Node, list: Vec<PeerInfo>, rtt: std::time::Duration) {
 
 /// Whether `addr` is one of this node's own listening addresses (a DNS alias
 /// resolves to us too; we may be bound on 0.0.0.0).
-fn is_self(node: &Node, addr: &str) -> bool {
+fn is_self(node: &Replica, addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
@@ -143,7 +177,7 @@ fn is_self(node: &Node, addr: &str) -> bool {
 }
 
 /// Adds the controllers recorded in the database to the peer set.
-pub async fn refresh_from_db(node: &Arc<Node>) {
+pub async fn refresh_from_db(node: &Replica) {
     match node
         .db
         .call(|s| {
@@ -158,7 +192,7 @@ pub async fn refresh_from_db(node: &Arc<Node>) {
             for id in &forgotten {
                 node.peers.remove_id(id);
             }
-            node.set_forgotten(forgotten);
+            node.membership.set_forgotten(forgotten);
             for (id, grpc, http) in list {
                 if id != node.id && node.peers.upsert(Some(id.clone()), &http, &grpc) {
                     tracing::info!(peer = %id, %http, "learned controller from replicated state");

@@ -6,15 +6,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use redcloud_common::NodeId;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::engine::Batch;
-use super::{Push, PushAck, clock_key, decode, encode};
-use crate::node::Node;
+use super::{Push, PushAck, Replica, clock_key, decode, encode};
 use crate::records::Record;
+use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// Records to push, and the peer they came from (not pushed back to it).
 #[derive(Debug)]
@@ -31,65 +32,131 @@ const MAX_BATCH: usize = 10_000;
 /// (a big batch is usually an anti-entropy catch-up that peers are getting too).
 const EAGER_LIMIT: usize = 256;
 
-/// Runs until `shutdown`.
-pub async fn run(
-    node: Arc<Node>,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(node.config.gossip_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let syncing = Arc::new(AtomicBool::new(false));
-    let patience = node.config.gossip_interval * 2;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            first = rx.recv() => {
-                let Some(first) = first else { return };
-                // Coalesce whatever else is already queued with the same exclusion.
-                let exclude = first.exclude.clone();
-                let mut records = first.records;
-                while records.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(o) if o.exclude == exclude => records.extend(o.records),
-                        Ok(o) => { push_to_random(&node, o.records, o.exclude); }
-                        Err(_) => break,
-                    }
-                }
-                push_to_random(&node, records, exclude);
-            }
-            _ = tick.tick() => {
-                // One sync at a time, one peer after another: each exchange starts from
-                // what the previous ones brought, so the same records are not fetched
-                // from several peers at once.
-                if !syncing.load(Ordering::Acquire) && !node.peers.due_for_sync(&node.id, patience).is_empty() {
-                    syncing.store(true, Ordering::Release);
-                    let node = node.clone();
-                    let syncing = syncing.clone();
-                    node.tasks.clone().spawn(async move {
-                        for peer in node.peers.due_for_sync(&node.id, patience) {
-                            node.peers.set_needs_sync(&peer.http_addr, false);
-                            if let Err(e) = super::anti_entropy::exchange(&node, &peer.http_addr).await {
-                                tracing::debug!(peer = %peer.http_addr, "sync failed: {e}");
-                                node.peers.set_needs_sync(&peer.http_addr, true);
-                            }
-                        }
-                        syncing.store(false, Ordering::Release);
-                    });
-                }
-            }
+/// What woke the worker.
+enum Wake {
+    Records(Outgoing),
+    Tick,
+    Closed,
+}
+
+/// The push-gossip worker.
+pub struct Gossip {
+    replica: Arc<Replica>,
+    rx: mpsc::UnboundedReceiver<Outgoing>,
+    tick: tokio::time::Interval,
+    syncing: Arc<AtomicBool>,
+    fanout: usize,
+    patience: Duration,
+    tasks: TaskTracker,
+    woke: Option<Wake>,
+}
+
+impl Gossip {
+    pub fn new(
+        replica: Arc<Replica>,
+        rx: mpsc::UnboundedReceiver<Outgoing>,
+        interval: Duration,
+        fanout: usize,
+        tasks: TaskTracker,
+    ) -> Gossip {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Gossip {
+            replica,
+            rx,
+            tick,
+            syncing: Arc::new(AtomicBool::new(false)),
+            fanout,
+            patience: interval * 2,
+            tasks,
+            woke: None,
         }
+    }
+
+    fn push(&self, records: Vec<Record>, exclude: Option<NodeId>) {
+        push_to_random(&self.replica, &self.tasks, self.fanout, records, exclude);
+    }
+}
+
+impl Worker for Gossip {
+    fn name(&self) -> &'static str {
+        "gossip"
+    }
+
+    fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
+        Box::pin(async move {
+            match self.woke.take() {
+                None => Ok(WorkerState::Idle),
+                Some(Wake::Closed) => Ok(WorkerState::Done),
+                Some(Wake::Records(first)) => {
+                    // Coalesce whatever else is already queued with the same exclusion.
+                    let exclude = first.exclude.clone();
+                    let mut records = first.records;
+                    while records.len() < MAX_BATCH {
+                        match self.rx.try_recv() {
+                            Ok(o) if o.exclude == exclude => records.extend(o.records),
+                            Ok(o) => self.push(o.records, o.exclude),
+                            Err(_) => break,
+                        }
+                    }
+                    self.push(records, exclude);
+                    Ok(WorkerState::Idle)
+                }
+                Some(Wake::Tick) => {
+                    // One sync at a time, one peer after another: each exchange starts
+                    // from what the previous ones brought, so the same records are not
+                    // fetched from several peers at once.
+                    let node = self.replica.clone();
+                    let patience = self.patience;
+                    if !self.syncing.load(Ordering::Acquire)
+                        && !node.peers.due_for_sync(&node.id, patience).is_empty()
+                    {
+                        self.syncing.store(true, Ordering::Release);
+                        let syncing = self.syncing.clone();
+                        self.tasks.spawn(async move {
+                            for peer in node.peers.due_for_sync(&node.id, patience) {
+                                node.peers.set_needs_sync(&peer.http_addr, false);
+                                if let Err(e) =
+                                    super::anti_entropy::exchange(&node, &peer.http_addr).await
+                                {
+                                    tracing::debug!(peer = %peer.http_addr, "sync failed: {e}");
+                                    node.peers.set_needs_sync(&peer.http_addr, true);
+                                }
+                            }
+                            syncing.store(false, Ordering::Release);
+                        });
+                    }
+                    Ok(WorkerState::Idle)
+                }
+            }
+        })
+    }
+
+    fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.woke = Some(tokio::select! {
+                r = self.rx.recv() => match r {
+                    Some(o) => Wake::Records(o),
+                    None => Wake::Closed,
+                },
+                _ = self.tick.tick() => Wake::Tick,
+            });
+        })
     }
 }
 
 /// Pushes `records` to up to `GOSSIP_FANOUT` random peers, each in its own task.
-fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId>) {
+fn push_to_random(
+    node: &Arc<Replica>,
+    tasks: &TaskTracker,
+    fanout: usize,
+    records: Vec<Record>,
+    exclude: Option<NodeId>,
+) {
     if records.is_empty() {
         return;
     }
-    let targets = node
-        .peers
-        .random(node.config.gossip_fanout as usize, exclude.as_ref());
+    let targets = node.peers.random(fanout, exclude.as_ref());
     if records.len() > EAGER_LIMIT {
         for peer in targets {
             node.peers.set_needs_sync(&peer.http_addr, true);
@@ -109,7 +176,7 @@ fn push_to_random(node: &Arc<Node>, records: Vec<Record>, exclude: Option<NodeId
     for peer in targets {
         let node = node.clone();
         let body = body.clone();
-        node.tasks.clone().spawn(async move {
+        tasks.spawn(async move {
             node.metrics.gossip_pushes.inc();
             let sent = std::time::Instant::now();
             match node

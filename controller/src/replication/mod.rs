@@ -21,17 +21,201 @@ pub mod engine;
 mod engine_tests;
 pub mod gossip;
 pub mod mem;
+pub mod membership;
 pub mod net;
 pub mod peers;
 pub mod tombstone_gc;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redcloud_common::NodeId;
-use redcloud_common::replication::VersionVector;
+use redcloud_common::replication::{Origin, VersionVector};
+use redcloud_common::{Hlc, NodeId};
 use serde::{Deserialize, Serialize};
 
+use crate::events::Events;
+use crate::meta::Db;
+use crate::metrics::Metrics;
 use engine::{Batch, Delta};
+use membership::Membership;
+use net::PeerNet;
+use peers::Peers;
+
+/// This controller's advertised addresses: configured, or detected (and detected
+/// again while running: a container moved to another network gets a new IP).
+pub struct Addrs {
+    /// (gRPC, HTTP). `std` lock: read and replaced whole, never across an `.await`.
+    current: std::sync::RwLock<(String, String)>,
+    /// The listeners' bound addresses, when the advertised ones are detected.
+    detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+}
+
+impl Addrs {
+    pub fn new(
+        grpc: String,
+        http: String,
+        detect_from: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    ) -> Addrs {
+        Addrs {
+            current: std::sync::RwLock::new((grpc, http)),
+            detect_from,
+        }
+    }
+
+    /// The gRPC address other nodes reach this controller at.
+    pub fn grpc(&self) -> String {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .clone()
+    }
+
+    /// The internal HTTP address other controllers reach this one at.
+    pub fn http(&self) -> String {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone()
+    }
+
+    /// Detects the advertised addresses again (when not configured), from the route
+    /// to `peers`. Returns the new (gRPC, HTTP) pair if they changed.
+    pub fn redetect(&self, peers: &[std::net::SocketAddr]) -> Option<(String, String)> {
+        let (grpc, http) = self.detect_from?;
+        let now = detect_addrs(None, grpc, http, peers);
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if *cur == now {
+            return None;
+        }
+        *cur = now.clone();
+        Some(now)
+    }
+}
+
+/// The advertised (gRPC, HTTP) addresses: the configured gRPC address, or this host's
+/// primary IP with the bound port; HTTP shares the host, on its own port.
+pub fn detect_addrs(
+    configured: Option<&str>,
+    grpc: std::net::SocketAddr,
+    http: std::net::SocketAddr,
+    peers: &[std::net::SocketAddr],
+) -> (String, String) {
+    let grpc_addr = redcloud_common::discovery::advertise_addr_towards(configured, grpc, peers);
+    let host = grpc_addr
+        .rsplit_once(':')
+        .map(|(h, _)| h.to_string())
+        .unwrap_or_default();
+    let http_addr = format!("{host}:{}", http.port());
+    (grpc_addr, http_addr)
+}
+
+/// What the replication workers (push gossip, anti-entropy, discovery, tombstone
+/// collection) and the internal routes use: the store, the clock, the peers and
+/// the transport to them, the change feed and the membership.
+pub struct Replica {
+    pub id: NodeId,
+    pub addrs: Arc<Addrs>,
+    pub db: Db,
+    pub hlc: Arc<Hlc>,
+    pub peers: Arc<Peers>,
+    pub net: Arc<PeerNet>,
+    pub metrics: Arc<Metrics>,
+    pub events: Arc<Events>,
+    pub membership: Arc<Membership>,
+    /// `MAX_CLOCK_DRIFT` in ms.
+    pub max_drift_ms: u64,
+    /// Writes are let through (the clock was checked against a peer's, or the wait
+    /// at start ran out).
+    pub settled: std::sync::atomic::AtomicBool,
+    /// Discovery passes completed.
+    discovery_passes: std::sync::atomic::AtomicU64,
+    /// When a held record was last logged (held records are logged once a minute).
+    held_logged: Mutex<Option<std::time::Instant>>,
+}
+
+impl Replica {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        addrs: Arc<Addrs>,
+        db: Db,
+        hlc: Arc<Hlc>,
+        peers: Arc<Peers>,
+        net: Arc<PeerNet>,
+        metrics: Arc<Metrics>,
+        events: Arc<Events>,
+        membership: Arc<Membership>,
+        max_drift_ms: u64,
+    ) -> Replica {
+        Replica {
+            id,
+            addrs,
+            db,
+            hlc,
+            peers,
+            net,
+            metrics,
+            events,
+            membership,
+            max_drift_ms,
+            settled: Default::default(),
+            discovery_passes: Default::default(),
+            held_logged: Mutex::new(None),
+        }
+    }
+
+    pub fn http_addr(&self) -> String {
+        self.addrs.http()
+    }
+
+    pub fn grpc_addr(&self) -> String {
+        self.addrs.grpc()
+    }
+
+    /// Whether writes are let through yet (see `Store::settle`).
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Discovery passes completed since start.
+    pub fn discovery_passes(&self) -> u64 {
+        self.discovery_passes
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Notes a completed discovery pass.
+    pub fn discovery_pass_done(&self) {
+        self.discovery_passes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Counts and (once a minute) logs records a peer sent that were held back.
+    pub fn note_held(&self, from: &NodeId, held: &[(Origin, u64, u64)]) {
+        if held.is_empty() {
+            return;
+        }
+        self.metrics.records_held_clock_ahead.add(held.len() as u64);
+        let mut last = self.held_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            let ahead_s = held
+                .iter()
+                .map(|(_, _, ms)| ms.saturating_sub(self.hlc.wall_ms()) / 1000)
+                .max()
+                .unwrap_or(0);
+            tracing::warn!(
+                peer = %from,
+                origin = %held[0].0,
+                held = held.len(),
+                ahead_s,
+                "holding records stamped more than MAX_CLOCK_DRIFT ahead of this controller's clock: \
+                 they are applied once this clock passes them (the writer's clock ran ahead)"
+            );
+        }
+    }
+}
 
 /// Longest one controller-to-controller call may take (a large delta from a busy peer).
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

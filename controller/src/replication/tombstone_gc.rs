@@ -16,15 +16,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use redcloud_common::replication::VersionVector;
 use redcloud_common::{HlcTimestamp, NodeId};
-use tokio_util::sync::CancellationToken;
 
+use super::Replica;
 use super::engine::{self, Purged, View};
 use crate::error::Result;
 use crate::meta::{self, Store, rows::SqlView};
-use crate::node::Node;
+use crate::workers::{BoxFuture, Periodic, WorkerState};
 
 /// Something a collector waits for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,34 +117,37 @@ pub fn collect(
     Ok((purged, blocking.into_values().collect()))
 }
 
-/// Runs until `shutdown`: one pass per `TOMBSTONE_GC_INTERVAL`.
-pub async fn run(node: Arc<Node>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(node.config.tombstone_gc_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let grace = node.config.tombstone_grace.as_millis() as u64;
-        let horizon = HlcTimestamp::from_parts(node.hlc.wall_ms().saturating_sub(grace), u16::MAX);
-        let members = match node.members().await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!("tombstone collection: cannot list members: {e}");
-                continue;
+/// The worker: one pass per `TOMBSTONE_GC_INTERVAL`, purging what is older than
+/// `grace` by the wall clock and reflected by every member.
+pub fn worker(
+    replica: Arc<Replica>,
+    grace: Duration,
+    interval: Duration,
+) -> Periodic<impl FnMut() -> BoxFuture<'static, Result<WorkerState, String>>> {
+    Periodic::new("tombstone-gc", interval, move || {
+        let node = replica.clone();
+        let fut: BoxFuture<'static, Result<WorkerState, String>> = Box::pin(async move {
+            let grace = grace.as_millis() as u64;
+            let horizon =
+                HlcTimestamp::from_parts(node.hlc.wall_ms().saturating_sub(grace), u16::MAX);
+            let members = node
+                .membership
+                .members()
+                .await
+                .map_err(|e| format!("cannot list members: {e}"))?;
+            let (p, waits) = node
+                .db
+                .call(move |s| collect(s, &members, horizon))
+                .await
+                .map_err(|e| format!("tombstone collection failed: {e}"))?;
+            node.metrics.gc_passes.inc();
+            node.metrics.tombstones_purged.add(p.rows as u64);
+            if p.rows > 0 {
+                tracing::info!(rows = p.rows, "purged tombstones every controller has seen");
             }
-        };
-        match node.db.call(move |s| collect(s, &members, horizon)).await {
-            Ok((p, waits)) => {
-                node.metrics.gc_passes.inc();
-                node.metrics.tombstones_purged.add(p.rows as u64);
-                if p.rows > 0 {
-                    tracing::info!(rows = p.rows, "purged tombstones every controller has seen");
-                }
-                node.set_gc_waits("tombstones", waits);
-            }
-            Err(e) => tracing::warn!("tombstone collection failed: {e}"),
-        }
-    }
+            node.membership.set_gc_waits("tombstones", waits);
+            Ok(WorkerState::Idle)
+        });
+        fut
+    })
 }

@@ -3,7 +3,10 @@
 //!   cargo run --release -p redcloud-tests --bin fault-run -- --seed 7 --duration 300
 //!
 //! Options: --seed N (default 1), --duration SECONDS (default 60), --controllers N (3),
-//! --chunkservers N (3), --clients N (3), --max-clock-offset-ms N (120000).
+//! --chunkservers N (3), --clients N (3), --max-clock-offset-ms N (1200: restart
+//! offsets; clock steps of an hour and ten years are a fault of their own),
+//! --bulk-records N (12000 per metadata burst), --max-bulk-bursts N (2),
+//! --max-added-controllers N (2).
 //! Prints the report as JSON; exits 1 if the checker found an anomaly, 2 on bad arguments.
 
 use std::process::ExitCode;
@@ -30,6 +33,9 @@ fn parse(args: &[String]) -> Result<FaultRunConfig, String> {
             "--chunkservers" => cfg.chunkservers = num(value)?.clamp(1, 9) as usize,
             "--clients" => cfg.clients = num(value)?.clamp(1, 64) as usize,
             "--max-clock-offset-ms" => cfg.max_clock_offset_ms = num(value)? as i64,
+            "--bulk-records" => cfg.bulk_records = num(value)? as usize,
+            "--max-added-controllers" => cfg.max_added_controllers = num(value)? as usize,
+            "--max-bulk-bursts" => cfg.max_bulk_bursts = num(value)? as usize,
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -40,7 +46,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {
         println!(
-            "usage: fault-run [--seed N] [--duration SECONDS] [--controllers N] [--chunkservers N] [--clients N] [--max-clock-offset-ms N]"
+            "usage: fault-run [--seed N] [--duration SECONDS] [--controllers N] [--chunkservers N] [--clients N] [--max-clock-offset-ms N] [--bulk-records N] [--max-bulk-bursts N] [--max-added-controllers N]"
         );
         return ExitCode::SUCCESS;
     }
