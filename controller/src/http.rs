@@ -120,6 +120,7 @@ fn refused(node: &Replica, what: &str, e: impl std::fmt::Display) -> HttpRespons
 
 /// Push gossip (and the last leg of anti-entropy): apply, and pass on what was new.
 async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
+    let _one_at_a_time = node.apply_slot.acquire().await;
     let push: Push = match decode(body) {
         Ok(p) => p,
         Err(e) => return refused(node, "gossip push", e),
@@ -135,7 +136,7 @@ async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
         .add(push.batch.records.len() as u64);
     let drift = node.max_drift_ms;
     let batch = push.batch;
-    let applied = node.db.call(move |s| s.apply(&batch, drift)).await;
+    let applied = node.db.call(move |s| s.apply(batch, drift)).await;
     match applied {
         Ok(a) => {
             let ack = PushAck {

@@ -252,19 +252,20 @@ impl Store {
         }
         Ok(self
             .run(|st, view, hlc| engine::plan_write(st, view, hlc, writes))?
-            .changed)
+            .into_changed())
     }
 
     /// Checks a peer's batch, then applies it (nothing of a batch that fails the
     /// checks is applied).
-    pub fn apply(&mut self, batch: &Batch, max_drift_ms: u64) -> Result<Applied> {
-        engine::check_batch(&self.engine, batch).map_err(ControllerError::InvalidArgument)?;
+    pub fn apply(&mut self, batch: Batch, max_drift_ms: u64) -> Result<Applied> {
+        engine::check_batch(&self.engine, &batch).map_err(ControllerError::InvalidArgument)?;
         let now = self.hlc.wall_ms();
-        let plan =
+        let mut plan =
             self.run(|st, view, hlc| engine::plan_apply(st, view, hlc, batch, now, max_drift_ms))?;
+        let held = std::mem::take(&mut plan.held);
         Ok(Applied {
-            changed: plan.changed,
-            held: plan.held,
+            changed: plan.into_changed(),
+            held,
         })
     }
 

@@ -75,7 +75,9 @@ pub async fn exchange(
             .post(peer_http, "/internal/gossip/state-summary", syn)
             .await?;
         let rtt = asked_at.elapsed();
+        let applying = node.apply_slot.acquire().await;
         let reply: SummaryReply = decode(&answer).map_err(|e| malformed(e.to_string()))?;
+        drop(answer);
         reply.check().map_err(|e| malformed(e.to_string()))?;
         let peer_id = reply.from().clone();
         node.hlc
@@ -116,11 +118,12 @@ pub async fn exchange(
         let applied = node
             .db
             .call(move |s| {
-                let a = s.apply(&delta.batch, drift)?;
+                let a = s.apply(delta.batch, drift)?;
                 meta::log::note_report(s.conn(), &p, &t, now)?;
                 Ok(a)
             })
             .await?;
+        drop(applying);
         stats.held += applied.held.len();
         node.note_held(&peer_id, &applied.held);
         node.events.learned(applied.changed, Some(peer_id.clone()));

@@ -211,19 +211,36 @@ pub struct Purged {
 pub struct Plan {
     pub ops: Vec<Op>,
     pub state: EngineState,
-    /// Records written, or learned, that changed this replica (the news to pass on).
-    pub changed: Vec<Record>,
     /// Records held back: stamped more than the allowed drift ahead of our clock.
     pub held: Vec<(Origin, u64, u64)>,
     pub purged: Purged,
 }
 
 impl Plan {
+    /// Records written, or learned, that changed this replica (the news to pass
+    /// on): the rows the plan puts.
+    pub fn changed(&self) -> impl Iterator<Item = &Record> {
+        self.ops.iter().filter_map(|op| match op {
+            Op::Put(r) => Some(r),
+            _ => None,
+        })
+    }
+
+    /// Takes the changed records out of a plan that was carried out.
+    pub fn into_changed(self) -> Vec<Record> {
+        self.ops
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Put(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn new(state: &EngineState) -> Plan {
         Plan {
             ops: Vec::new(),
             state: state.clone(),
-            changed: Vec::new(),
             held: Vec::new(),
             purged: Purged::default(),
         }
@@ -299,11 +316,10 @@ pub fn plan_write(
             target: (table, rec.key.clone()),
             retired: false,
         });
-        plan.ops.push(Op::Put(rec.clone()));
         st.coverage.record(st.me, seq);
         st.max_seq.insert(st.me, seq);
         ov.set(table, &rec.key, Some(rec.version.clone()));
-        plan.changed.push(rec);
+        plan.ops.push(Op::Put(rec));
     }
     Ok(plan)
 }
@@ -361,7 +377,7 @@ pub fn plan_apply(
     state: &EngineState,
     view: &mut impl View,
     hlc: &Hlc,
-    batch: &Batch,
+    batch: Batch,
     now_ms: u64,
     max_drift_ms: u64,
 ) -> Result<Plan> {
@@ -372,69 +388,66 @@ pub fn plan_apply(
     };
     let limit = now_ms.saturating_add(max_drift_ms);
     let mut held_from: BTreeMap<Origin, u64> = BTreeMap::new();
-    for rec in &batch.records {
+    let Batch {
+        records,
+        ranges,
+        cleared,
+    } = batch;
+    for rec in records {
         let v = &rec.version;
-        let st = &mut plan.state;
-        if st.coverage.covers(v.origin, v.seq) {
+        let (origin, seq) = (v.origin, v.seq);
+        if plan.state.coverage.covers(origin, seq) {
             continue;
         }
-        if v.hlc.millis() > limit || held_from.get(&v.origin).is_some_and(|h| v.seq > *h) {
-            let h = held_from.entry(v.origin).or_insert(v.seq);
-            *h = (*h).min(v.seq);
-            plan.held.push((v.origin, v.seq, v.hlc.millis()));
+        if v.hlc.millis() > limit || held_from.get(&origin).is_some_and(|h| seq > *h) {
+            let h = held_from.entry(origin).or_insert(seq);
+            *h = (*h).min(seq);
+            plan.held.push((origin, seq, v.hlc.millis()));
             continue;
         }
         let table = rec.table();
         let current = ov.version(table, &rec.key)?;
         if current.as_ref().is_some_and(|c| c.same_write(v)) {
             // Held already (reflected before a restart lost the out-of-order note).
-            st.coverage.record(v.origin, v.seq);
+            plan.state.coverage.record(origin, seq);
             continue;
         }
         hlc.observe(v.hlc);
         let newer = current.as_ref().is_none_or(|cur| supersedes(v, cur));
-        if newer {
-            if let Some(cur) = &current {
-                plan.ops.push(Op::Retire {
-                    origin: cur.origin,
-                    seq: cur.seq,
-                });
-            }
-            plan.ops.push(Op::Log {
-                origin: v.origin,
-                seq: v.seq,
-                target: (table, rec.key.clone()),
-                retired: false,
-            });
-            plan.ops.push(Op::Put(rec.clone()));
-            ov.set(table, &rec.key, Some(v.clone()));
-            plan.changed.push(rec.clone());
-        } else {
-            plan.ops.push(Op::Log {
-                origin: v.origin,
-                seq: v.seq,
-                target: (table, rec.key.clone()),
-                retired: true,
+        if let Some(cur) = current.as_ref().filter(|_| newer) {
+            plan.ops.push(Op::Retire {
+                origin: cur.origin,
+                seq: cur.seq,
             });
         }
-        st.coverage.record(v.origin, v.seq);
-        let m = st.max_seq.entry(v.origin).or_insert(0);
-        *m = (*m).max(v.seq);
+        plan.ops.push(Op::Log {
+            origin,
+            seq,
+            target: (table, rec.key.clone()),
+            retired: !newer,
+        });
+        if newer {
+            ov.set(table, &rec.key, Some(v.clone()));
+            plan.ops.push(Op::Put(rec));
+        }
+        plan.state.coverage.record(origin, seq);
+        let m = plan.state.max_seq.entry(origin).or_insert(0);
+        *m = (*m).max(seq);
     }
-    for c in &batch.cleared {
+    for c in cleared {
         if plan.state.coverage.covers(c.origin, c.seq) {
             continue;
         }
+        let m = plan.state.max_seq.entry(c.origin).or_insert(0);
+        *m = (*m).max(c.seq);
         plan.ops.push(Op::Log {
             origin: c.origin,
             seq: c.seq,
-            target: (c.table, c.key.clone()),
+            target: (c.table, c.key),
             retired: true,
         });
-        let m = plan.state.max_seq.entry(c.origin).or_insert(0);
-        *m = (*m).max(c.seq);
     }
-    for g in &batch.ranges {
+    for g in &ranges {
         let upto = match held_from.get(&g.origin) {
             Some(h) => g.upto.min(h - 1),
             None => g.upto,

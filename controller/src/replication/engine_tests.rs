@@ -189,20 +189,24 @@ impl World {
                 deleted: del,
             }])
             .expect("write");
-        for r in &plan.changed {
+        for r in plan.changed() {
             self.ledger
                 .entry((r.table(), r.key.clone()))
                 .or_default()
                 .push(r.version.clone());
         }
-        self.nodes[n].outbox.extend(plan.changed);
+        self.nodes[n].outbox.extend(plan.into_changed());
     }
 
     /// Applies a batch at replica `to`; returns whether something was held back.
     fn deliver(&mut self, to: usize, batch: &Batch) -> bool {
-        let plan = self.nodes[to].rep.apply(batch, DRIFT_MS).expect("apply");
-        self.nodes[to].outbox.extend(plan.changed);
-        !plan.held.is_empty()
+        let mut plan = self.nodes[to]
+            .rep
+            .apply(batch.clone(), DRIFT_MS)
+            .expect("apply");
+        let held = !std::mem::take(&mut plan.held).is_empty();
+        self.nodes[to].outbox.extend(plan.into_changed());
+        held
     }
 
     fn push(&mut self, a: usize, b: usize, dup: bool, rev: bool, lose: bool) {
@@ -585,16 +589,22 @@ fn a_record_from_a_clock_far_ahead_is_held_until_it_is_not() {
         }])
         .expect("write");
     let batch = Batch {
-        records: plan.changed.clone(),
+        records: plan.into_changed(),
         ranges: Vec::new(),
         cleared: Vec::new(),
     };
-    let got = w.nodes[0].rep.apply(&batch, DRIFT_MS).expect("apply");
+    let got = w.nodes[0]
+        .rep
+        .apply(batch.clone(), DRIFT_MS)
+        .expect("apply");
     assert_eq!(got.held.len(), 1);
     assert!(w.nodes[0].rep.store.rows.is_empty());
     assert!(!w.nodes[0].rep.state.coverage.covers(rep.state.me, 1));
     w.tick(3_600_000);
-    let got = w.nodes[0].rep.apply(&batch, DRIFT_MS).expect("apply");
+    let got = w.nodes[0]
+        .rep
+        .apply(batch.clone(), DRIFT_MS)
+        .expect("apply");
     assert!(got.held.is_empty());
     assert_eq!(w.nodes[0].rep.store.rows.len(), 1);
 }
@@ -614,7 +624,7 @@ fn a_malformed_batch_is_refused_whole() {
         cleared: Vec::new(),
     };
     let before = w.nodes[1].rep.store.rows.len();
-    assert!(w.nodes[1].rep.apply(&batch, DRIFT_MS).is_err());
+    assert!(w.nodes[1].rep.apply(batch.clone(), DRIFT_MS).is_err());
     assert_eq!(w.nodes[1].rep.store.rows.len(), before);
     // A claimed counter far beyond anything real is refused too.
     let me = w.nodes[1].rep.state.me;
@@ -627,7 +637,7 @@ fn a_malformed_batch_is_refused_whole() {
             upto: 1 << 40,
         }],
     };
-    assert!(w.nodes[1].rep.apply(&batch, DRIFT_MS).is_err());
+    assert!(w.nodes[1].rep.apply(batch.clone(), DRIFT_MS).is_err());
     let batch = Batch {
         records: Vec::new(),
         cleared: Vec::new(),
@@ -637,7 +647,7 @@ fn a_malformed_batch_is_refused_whole() {
             upto: 1 << 62,
         }],
     };
-    assert!(w.nodes[1].rep.apply(&batch, DRIFT_MS).is_err());
+    assert!(w.nodes[1].rep.apply(batch.clone(), DRIFT_MS).is_err());
     let _ = Table::ALL;
 }
 

@@ -223,8 +223,8 @@ impl MemReplica {
     }
 
     /// Checks and applies a batch; a batch that fails the checks changes nothing.
-    pub fn apply(&mut self, batch: &Batch, max_drift_ms: u64) -> Result<Plan> {
-        engine::check_batch(&self.state, batch).map_err(ViewError)?;
+    pub fn apply(&mut self, batch: Batch, max_drift_ms: u64) -> Result<Plan> {
+        engine::check_batch(&self.state, &batch).map_err(ViewError)?;
         let now = self.hlc.wall_ms();
         let p = engine::plan_apply(
             &self.state,

@@ -133,6 +133,11 @@ pub struct Replica {
     discovery_passes: std::sync::atomic::AtomicU64,
     /// When a held record was last logged (held records are logged once a minute).
     held_logged: Mutex<Option<std::time::Instant>>,
+    /// One exchange started by this controller at a time (the anti-entropy worker
+    /// and push gossip's syncs would otherwise pull the same records twice).
+    pub exchange_slot: tokio::sync::Semaphore,
+    /// One received batch decoded and applied at a time: the others wait as bytes.
+    pub apply_slot: tokio::sync::Semaphore,
 }
 
 impl Replica {
@@ -163,6 +168,8 @@ impl Replica {
             settled: Default::default(),
             discovery_passes: Default::default(),
             held_logged: Mutex::new(None),
+            exchange_slot: tokio::sync::Semaphore::new(1),
+            apply_slot: tokio::sync::Semaphore::new(1),
         }
     }
 
@@ -221,8 +228,9 @@ impl Replica {
 pub const PEER_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most bytes of records one delta carries (well under the 16 MiB body limit:
-/// a bigger difference takes several rounds).
-pub const DELTA_BUDGET: usize = 4 * 1024 * 1024;
+/// a bigger difference takes several rounds). Decoded, a message takes several
+/// times its size in memory, so it stays small.
+pub const DELTA_BUDGET: usize = 1024 * 1024;
 
 /// The most records one message may carry.
 pub const MAX_RECORDS_PER_MESSAGE: usize = 200_000;

@@ -217,7 +217,7 @@ async fn duplicated_delayed_and_dropped_messages_change_nothing() {
             let batch = all_state.batch.clone();
             let applied = n(j)
                 .db
-                .call(move |s| s.apply(&batch, 60_000))
+                .call(move |s| s.apply(batch, 60_000))
                 .await
                 .expect("apply");
             assert!(
