@@ -170,6 +170,7 @@ async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     let me = node.id.clone();
     let clock = node.hlc.clone();
     let now = node.hlc.wall_ms();
+    let hash = syn.hash;
     let answer = node
         .db
         .call(move |s| {
@@ -198,7 +199,12 @@ async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
         })
         .await;
     match answer {
-        Ok(reply) => binary(encode(&reply)),
+        Ok(reply) => {
+            if matches!(reply, SummaryReply::Same { .. }) {
+                node.peers.note_same(hash);
+            }
+            binary(encode(&reply))
+        }
         Err(e) => internal(e),
     }
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 pub mod corpus;
 pub mod fault_run;
 pub mod proxy;
+pub mod sim;
 
 /// Polls `check` every 20 ms until it returns true; panics naming `what` after `deadline`.
 pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)

@@ -49,11 +49,12 @@ pub async fn exchange(
         peer: peer_http.to_string(),
         reason,
     };
-    // Send the vector itself unless the last round with this peer found them equal
-    // at this very vector (then the hash alone settles an idle round).
+    // Send the vector itself unless this controller's last exchange found both
+    // sides equal at this very vector: then it is most likely converged, and the
+    // hash alone settles an idle round with any peer, at any cluster size.
     let mut send_vector = !node
         .peers
-        .last_same_hash_is(peer_http, &node.db.call(|s| Ok(s.vector().hash())).await?);
+        .hash_alone_will_do(&node.db.call(|s| Ok(s.vector().hash())).await?);
     for _ in 0..MAX_ROUNDS {
         stats.rounds += 1;
         node.metrics.anti_entropy_rounds.inc();
@@ -94,7 +95,7 @@ pub async fn exchange(
                     })
                     .await?;
                 node.peers.mark_ok(peer_http);
-                node.peers.set_last_same_hash(peer_http, Some(hash));
+                node.peers.note_same(hash);
                 node.membership.note_complete_exchange(&peer_id, asked_at);
                 return Ok(stats);
             }
@@ -109,7 +110,6 @@ pub async fn exchange(
                 ..
             } => (theirs, delta),
         };
-        node.peers.set_last_same_hash(peer_http, None);
         let their_complete = delta.complete;
         stats.received += delta.batch.records.len();
         let (p, t) = (peer_id.clone(), theirs.clone());
@@ -200,6 +200,7 @@ impl Worker for AntiEntropy {
                 }
                 Err(e) => {
                     node.metrics.anti_entropy_failures.inc();
+                    node.peers.mark_failed(&peer.http_addr);
                     tracing::debug!(peer = %peer.http_addr, "anti-entropy failed: {e}");
                     Ok(WorkerState::Idle)
                 }

@@ -1,6 +1,6 @@
 //! The push-gossip worker. New records (written here or learned from a peer) are
-//! pushed at once to `GOSSIP_FANOUT` random peers; a peer that learns something
-//! from them pushes it on. A push that fails marks its peer for a sync, and every
+//! pushed at once to `GOSSIP_FANOUT` peers (this controller's ring successor and
+//! random others); a peer that learns something from them pushes it on. A push that fails marks its peer for a sync, and every
 //! `GOSSIP_INTERVAL` the worker runs anti-entropy with the marked peers, so an update
 //! waits at most about one interval once the peer is reachable.
 
@@ -74,7 +74,7 @@ impl Gossip {
     }
 
     fn push(&self, records: Vec<Record>, exclude: Option<NodeId>) {
-        push_to_random(&self.replica, &self.tasks, self.fanout, records, exclude);
+        push_to_targets(&self.replica, &self.tasks, self.fanout, records, exclude);
     }
 }
 
@@ -120,6 +120,7 @@ impl Worker for Gossip {
                                     super::anti_entropy::exchange(&node, &peer.http_addr).await
                                 {
                                     tracing::debug!(peer = %peer.http_addr, "sync failed: {e}");
+                                    node.peers.mark_failed(&peer.http_addr);
                                     node.peers.set_needs_sync(&peer.http_addr, true);
                                 }
                             }
@@ -145,8 +146,9 @@ impl Worker for Gossip {
     }
 }
 
-/// Pushes `records` to up to `GOSSIP_FANOUT` random peers, each in its own task.
-fn push_to_random(
+/// Pushes `records` to up to `GOSSIP_FANOUT` peers (the ring successor and random
+/// others, [`super::peers::Peers::push_targets`]), each in its own task.
+fn push_to_targets(
     node: &Arc<Replica>,
     tasks: &TaskTracker,
     fanout: usize,
@@ -156,7 +158,7 @@ fn push_to_random(
     if records.is_empty() {
         return;
     }
-    let targets = node.peers.random(fanout, exclude.as_ref());
+    let targets = node.peers.push_targets(&node.id, fanout, exclude.as_ref());
     if records.len() > EAGER_LIMIT {
         for peer in targets {
             node.peers.set_needs_sync(&peer.http_addr, true);
@@ -200,12 +202,14 @@ fn push_to_random(
                     }
                     Err(_) => {
                         node.metrics.gossip_push_failures.inc();
+                        node.peers.mark_failed(&peer.http_addr);
                         node.peers.set_needs_sync(&peer.http_addr, true);
                     }
                 },
                 Err(e) => {
                     node.metrics.gossip_push_failures.inc();
                     tracing::debug!("push to {} failed: {e}", peer.http_addr);
+                    node.peers.mark_failed(&peer.http_addr);
                     node.peers.set_needs_sync(&peer.http_addr, true);
                 }
             }

@@ -2,6 +2,8 @@
 //! per peer: its addresses and whether it missed a push (and so needs a sync).
 
 use std::collections::HashMap;
+#[cfg(test)]
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,14 +21,19 @@ pub struct Peer {
     pub sync_wanted_since: Option<Instant>,
     /// When a message to or from it last succeeded.
     pub last_ok: Option<Instant>,
-    /// The vector hash both sides had when the last exchange found them equal.
-    pub last_same_hash: Option<[u8; 16]>,
+    /// Since when messages to it fail (cleared by the next success).
+    pub failing_since: Option<Instant>,
 }
 
 /// Known peers by HTTP address. `std` mutex: map operations only.
 #[derive(Debug, Default)]
 pub struct Peers {
     inner: Mutex<HashMap<String, Peer>>,
+    /// The vector hash at which this controller's last exchange, with any peer,
+    /// found both sides equal: while its vector still hashes to it, it is most
+    /// likely converged with the cluster, and a summary of the hash alone settles
+    /// an idle round with whichever peer it picks.
+    last_same: Mutex<Option<[u8; 16]>>,
 }
 
 impl Peers {
@@ -61,7 +68,7 @@ impl Peers {
                         // A new peer may lack anything: sync with it soon.
                         sync_wanted_since: Some(Instant::now()),
                         last_ok: None,
-                        last_same_hash: None,
+                        failing_since: None,
                     },
                 );
                 true
@@ -93,11 +100,78 @@ impl Peers {
             .collect()
     }
 
+    /// Where a push of new records goes: the ring successor (the known peer whose
+    /// node id follows `me` in id order, wrapping around, skipping peers whose
+    /// messages fail while another is reachable), plus `fanout - 1` random others;
+    /// never `exclude` (the peer the records came from).
+    ///
+    /// The random targets spread an update to most controllers in a few hops, but
+    /// random choice alone leaves out about `e^-fanout` of them (5% at fanout 3)
+    /// until anti-entropy. Since every controller pushes what it learns to its
+    /// successor, one it misses is reached by its predecessor one hop later: an
+    /// update reaches every live controller by pushes alone (docs/replication.md,
+    /// "Push targets").
+    pub fn push_targets(&self, me: &NodeId, fanout: usize, exclude: Option<&NodeId>) -> Vec<Peer> {
+        if fanout == 0 {
+            return Vec::new();
+        }
+        let m = self.lock();
+        let candidates: Vec<&Peer> = m
+            .values()
+            .filter(|p| exclude.is_none() || p.node_id.as_ref() != exclude)
+            .filter(|p| p.node_id.as_ref() != Some(me))
+            .collect();
+        let ids: Vec<(&NodeId, bool)> = candidates
+            .iter()
+            .filter_map(|p| p.node_id.as_ref().map(|id| (id, p.failing_since.is_none())))
+            .collect();
+        let successor = ring_successor(me, &ids).cloned();
+        let mut out: Vec<Peer> = Vec::with_capacity(fanout);
+        if let Some(id) = &successor
+            && let Some(p) = candidates.iter().find(|p| p.node_id.as_ref() == Some(id))
+        {
+            out.push((*p).clone());
+        }
+        let rest: Vec<&&Peer> = candidates
+            .iter()
+            .filter(|p| successor.is_none() || p.node_id != successor)
+            .collect();
+        let mut rng = rand::rng();
+        out.extend(
+            rest.choose_multiple(&mut rng, fanout - out.len())
+                .map(|p| (**p).clone()),
+        );
+        out
+    }
+
     /// Notes a successful message to or from the peer at `http_addr`.
     pub fn mark_ok(&self, http_addr: &str) {
         if let Some(p) = self.lock().get_mut(http_addr) {
             p.last_ok = Some(Instant::now());
+            p.failing_since = None;
         }
+    }
+
+    /// Notes a failed message to the peer at `http_addr`.
+    pub fn mark_failed(&self, http_addr: &str) {
+        if let Some(p) = self.lock().get_mut(http_addr) {
+            p.failing_since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Whether a summary may carry the vector's hash alone: this controller's last
+    /// exchange that found both sides equal was at this very hash.
+    pub fn hash_alone_will_do(&self, hash: &[u8; 16]) -> bool {
+        self.last_same
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            == Some(hash)
+    }
+
+    /// Notes an exchange that found both sides equal at `hash`.
+    pub fn note_same(&self, hash: [u8; 16]) {
+        *self.last_same.lock().unwrap_or_else(|e| e.into_inner()) = Some(hash);
     }
 
     /// Ids of peers heard from within `window`.
@@ -108,20 +182,6 @@ impl Peers {
             .filter(|p| p.last_ok.is_some_and(|t| now.duration_since(t) <= window))
             .filter_map(|p| p.node_id.clone())
             .collect()
-    }
-
-    /// Whether the last exchange with the peer at `http_addr` found both vectors
-    /// equal to `hash` (then a hash alone settles the next idle round).
-    pub fn last_same_hash_is(&self, http_addr: &str, hash: &[u8; 16]) -> bool {
-        self.lock()
-            .get(http_addr)
-            .is_some_and(|p| p.last_same_hash.as_ref() == Some(hash))
-    }
-
-    pub fn set_last_same_hash(&self, http_addr: &str, hash: Option<[u8; 16]>) {
-        if let Some(p) = self.lock().get_mut(http_addr) {
-            p.last_same_hash = hash;
-        }
     }
 
     /// Whether a peer with node id `id` is known.
@@ -163,5 +223,71 @@ impl Peers {
             .collect();
         v.sort_by(|a, b| a.http_addr.cmp(&b.http_addr));
         v
+    }
+}
+
+/// The ring successor of `me` among `ids` (each with whether it is reachable): the
+/// smallest id above `me`, wrapping to the smallest id; reachable ids first, an
+/// unreachable one only if no id is reachable.
+pub fn ring_successor<'a>(me: &NodeId, ids: &[(&'a NodeId, bool)]) -> Option<&'a NodeId> {
+    let pick = |reachable_only: bool| {
+        let ok = ids.iter().filter(|(_, r)| *r || !reachable_only);
+        let above = ok
+            .clone()
+            .filter(|(id, _)| *id > me)
+            .map(|(id, _)| *id)
+            .min();
+        above.or_else(|| ok.map(|(id, _)| *id).min())
+    };
+    pick(true).or_else(|| pick(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s).unwrap()
+    }
+
+    #[test]
+    fn successor_wraps_and_skips_unreachable() {
+        let (a, b, c, d) = (id("a"), id("b"), id("c"), id("d"));
+        let all = [(&a, true), (&c, true), (&d, true)];
+        assert_eq!(ring_successor(&b, &all), Some(&c));
+        assert_eq!(ring_successor(&d, &all), Some(&a), "wraps around");
+        let c_down = [(&a, true), (&c, false), (&d, true)];
+        assert_eq!(ring_successor(&b, &c_down), Some(&d));
+        let all_down = [(&a, false), (&c, false)];
+        assert_eq!(ring_successor(&b, &all_down), Some(&c));
+        assert_eq!(ring_successor(&b, &[]), None);
+    }
+
+    #[test]
+    fn push_targets_are_the_successor_and_distinct_random_peers() {
+        let peers = Peers::default();
+        for i in 0..10 {
+            peers.upsert(Some(id(&format!("n{i}"))), &format!("h{i}"), "");
+        }
+        let me = id("n3");
+        for _ in 0..50 {
+            let t = peers.push_targets(&me, 3, Some(&id("n7")));
+            assert_eq!(t.len(), 3);
+            assert_eq!(t[0].node_id, Some(id("n4")), "successor first");
+            let ids: HashSet<_> = t.iter().map(|p| p.node_id.clone()).collect();
+            assert_eq!(ids.len(), 3, "distinct");
+            assert!(!ids.contains(&Some(id("n7"))), "never the sender");
+            assert!(!ids.contains(&Some(me.clone())), "never itself");
+        }
+        // The successor's messages fail: the next reachable id takes its place.
+        peers.mark_failed("h4");
+        assert_eq!(peers.push_targets(&me, 1, None)[0].node_id, Some(id("n5")));
+        peers.mark_ok("h4");
+        assert_eq!(peers.push_targets(&me, 1, None)[0].node_id, Some(id("n4")));
+        // Excluded successor (the records came from it): skipped.
+        assert_eq!(
+            peers.push_targets(&me, 1, Some(&id("n4")))[0].node_id,
+            Some(id("n5"))
+        );
     }
 }
