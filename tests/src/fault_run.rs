@@ -273,6 +273,7 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     let healed = Instant::now();
     let all: Vec<usize> = (0..cluster.controllers.len()).collect();
     let trace = std::env::var_os("REDCLOUD_FAULT_TRACE").is_some();
+    let mut last_detail = Instant::now() - Duration::from_secs(60);
     let mut last_trace = Instant::now();
     tracing::info!("fault run: last heal");
     loop {
@@ -301,6 +302,10 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
                 "{:>6} ms after the heal: digests {short:?}",
                 healed.elapsed().as_millis()
             );
+            if last_detail.elapsed() > Duration::from_secs(10) {
+                last_detail = Instant::now();
+                trace_replicas(&cluster, &all).await;
+            }
         }
         if d.windows(2).all(|w| w[0] == w[1]) {
             let ms = healed.elapsed().as_millis() as u64;
@@ -326,6 +331,28 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
         diagnose(&cluster, &report.anomalies, &ledger).await;
     }
     report
+}
+
+/// With REDCLOUD_FAULT_TRACE: each controller's vector (origin → highest
+/// contiguous seq) and its replication counters, to tell a stuck exchange (the
+/// same gap for a long time; refused or held records) from a slow one.
+async fn trace_replicas(cluster: &TestCluster, which: &[usize]) {
+    for &i in which {
+        let node = cluster.controllers[i].controller().clone();
+        let v = node.db.call(|s| Ok(s.vector())).await;
+        let m = &node.metrics;
+        eprintln!(
+            "  controller {i} ({}): refused {} held {} ae rounds {} ae failures {} push failures {} vector {:?}",
+            node.id,
+            m.peer_messages_refused.get(),
+            m.records_held_clock_ahead.get(),
+            m.anti_entropy_rounds.get(),
+            m.anti_entropy_failures.get(),
+            m.gossip_push_failures.get(),
+            v.map(|v| format!("{v:?}"))
+                .unwrap_or_else(|e| e.to_string()),
+        );
+    }
 }
 
 /// With REDCLOUD_FAULT_TRACE: prints, for every name an anomaly mentions, each
@@ -370,9 +397,9 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
                     let files = st
                         .query_map([name], |r| {
                             Ok(format!(
-                                "  version {} write ({}, {}) hlc {} deleted {} vclock {}",
+                                "  version {} write ({:016x}, {}) hlc {} deleted {} vclock {}",
                                 r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(1)? as u64,
                                 r.get::<_, i64>(2)?,
                                 r.get::<_, i64>(3)?,
                                 r.get::<_, i64>(4)?,
@@ -381,15 +408,16 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
                     let mut st = s.conn().prepare(
-                        "SELECT origin, seq, hlc FROM deletions WHERE owner = 'anonymous' AND name = ?1",
+                        "SELECT origin, seq, hlc, deleted FROM deletions WHERE owner = 'anonymous' AND name = ?1",
                     )?;
                     let del = st
                         .query_map([name], |r| {
                             Ok(format!(
-                                "  deletion marker write ({}, {}) hlc {}",
-                                r.get::<_, String>(0)?,
+                                "  deletion marker write ({:016x}, {}) hlc {} deleted {}",
+                                r.get::<_, i64>(0)? as u64,
                                 r.get::<_, i64>(1)?,
-                                r.get::<_, i64>(2)?
+                                r.get::<_, i64>(2)?,
+                                r.get::<_, i64>(3)?
                             ))
                         })?
                         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -401,14 +429,14 @@ async fn diagnose(cluster: &TestCluster, anomalies: &[String], ledger: &BTreeMap
                     let mut st = s.conn().prepare(
                         "SELECT 'files', origin, seq, deleted FROM files WHERE file_id = ?1
                          UNION ALL SELECT 'chunks', origin, seq, deleted FROM chunks WHERE file_id = ?1
-                         UNION ALL SELECT 'log ' || table_name, origin, seq, 0 FROM gossip_log WHERE row_key = ?1",
+                         UNION ALL SELECT 'log ' || table_name, origin, seq, retired FROM gossip_log WHERE row_key = ?1",
                     )?;
                     let rows = st
                         .query_map([id], |r| {
                             Ok(format!(
-                                "  id {id}: {} ({}, {}) deleted {}",
+                                "  id {id}: {} ({:016x}, {}) deleted {}",
                                 r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
+                                r.get::<_, i64>(1)? as u64,
                                 r.get::<_, i64>(2)?,
                                 r.get::<_, i64>(3)?
                             ))
@@ -545,13 +573,14 @@ async fn bulk_burst(cluster: &TestCluster, i: usize, n: usize, tag: u64) -> usiz
     use redcloud_controller::records::{Body, FileBody};
     use redcloud_controller::replication::engine::Write;
     let node = cluster.controllers[i].controller().clone();
-    let long = "b".repeat(1000);
     let mut written = 0;
     for start in (0..n).step_by(500) {
         let writes: Vec<Write> = (start..(start + 500).min(n))
             .flat_map(|k| {
                 let id = redcloud_common::FileId::generate().to_string();
-                let name = format!("{long}-{tag}-{k:05}");
+                // Exactly 1,000 bytes: long, and within the 1,024-byte name limit.
+                let mut name = format!("{tag:016x}-{k:05}-");
+                name.extend(std::iter::repeat_n('b', 1000 - name.len()));
                 let chunk = redcloud_common::ChunkId::of(name.as_bytes());
                 [
                     Write {

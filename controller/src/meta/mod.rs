@@ -250,9 +250,27 @@ impl Store {
                 (stamped - wall) as f64 / 1000.0
             )));
         }
-        Ok(self
+        // Every key and body passes the very check a peer applies to them: a record
+        // this controller accepted but its peers refuse would be refused whole in
+        // every batch that carries it, and replication with them would stall.
+        for w in &writes {
+            let table = w.body.table();
+            table
+                .check_key(&w.key)
+                .and_then(|_| w.body.check())
+                .map_err(|e| {
+                    ControllerError::InvalidArgument(format!(
+                        "{} record {:?}: {e}",
+                        table.name(),
+                        w.key
+                    ))
+                })?;
+        }
+        let changed = self
             .run(|st, view, hlc| engine::plan_write(st, view, hlc, writes))?
-            .into_changed())
+            .into_changed();
+        debug_assert!(changed.iter().all(|r| r.check().is_ok()));
+        Ok(changed)
     }
 
     /// Checks a peer's batch, then applies it (nothing of a batch that fails the
@@ -304,5 +322,59 @@ impl Store {
     /// The clock this store stamps with.
     pub fn hlc(&self) -> &Arc<Hlc> {
         &self.hlc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::FileBody;
+
+    fn file(name: String) -> Write {
+        Write {
+            key: redcloud_common::FileId::generate().to_string(),
+            body: Body::File(FileBody {
+                owner: "alice".into(),
+                name,
+                size: 1,
+                sha256: "0".repeat(64),
+                chunk_size: 1 << 20,
+                chunk_count: 1,
+                public: false,
+                created_at_ms: 1,
+            }),
+            deleted: false,
+        }
+    }
+
+    /// A write this controller accepted but its peers' boundary check refuses would
+    /// be refused whole in every batch carrying it: replication with every peer
+    /// would stall (found by the fault run: a 1,027-byte name). The local write
+    /// applies the same check.
+    #[test]
+    fn a_write_peers_would_refuse_is_refused_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("meta.db"),
+            NodeId::new("ctl-a").unwrap(),
+            Arc::new(Hlc::default()),
+            60_000,
+        )
+        .unwrap();
+        let mut s = db.store.lock().unwrap();
+        s.settle().unwrap();
+        let long = "n".repeat(crate::records::MAX_NAME_BYTES + 1);
+        let err = s.write(vec![file(long)]).unwrap_err();
+        assert!(
+            matches!(&err, ControllerError::InvalidArgument(m) if m.contains("longer than")),
+            "{err:?}"
+        );
+        let before = s.vector();
+        let ok = s
+            .write(vec![file("n".repeat(crate::records::MAX_NAME_BYTES))])
+            .unwrap();
+        assert_eq!(ok.len(), 1);
+        assert!(ok.iter().all(|r| r.check().is_ok()));
+        assert_ne!(s.vector(), before);
     }
 }
