@@ -236,6 +236,7 @@ fn list_peers(node: &Replica) -> HttpResponse {
         grpc_addr: node.grpc_addr(),
         http_addr: node.http_addr(),
         clock_ms: Some(node.hlc.wall_ms()),
+        hlc: Some(node.hlc.peek().0),
     }];
     for p in node.peers.all() {
         if let Some(id) = p.node_id {
@@ -244,6 +245,7 @@ fn list_peers(node: &Replica) -> HttpResponse {
                 grpc_addr: p.grpc_addr,
                 http_addr: p.http_addr,
                 clock_ms: None,
+                hlc: None,
             });
         }
     }

@@ -517,16 +517,12 @@ fn apply(cluster: &TestCluster, f: &FaultState) {
     }
 }
 
-/// Whether every write controller `i` made is reflected by some other running
+/// Whether every write controller `i` reflects is reflected by some other running
 /// controller it can reach (an operator wipes a node after it synced; a node wiped
 /// before its writes left it loses them, which no replication can prevent).
 async fn synced_elsewhere(cluster: &TestCluster, f: &FaultState, i: usize) -> bool {
     let node = cluster.controllers[i].controller().clone();
-    let (mine, vector) = match node
-        .db
-        .call(|s| Ok((s.engine().mine.clone(), s.vector())))
-        .await
-    {
+    let vector = match node.db.call(|s| Ok(s.vector())).await {
         Ok(x) => x,
         Err(_) => return false,
     };
@@ -540,8 +536,13 @@ async fn synced_elsewhere(cluster: &TestCluster, f: &FaultState, i: usize) -> bo
             others.push(v);
         }
     }
-    mine.iter()
-        .all(|o| others.iter().any(|v| v.get(*o) >= vector.get(*o)))
+    // Every write it reflects, its own and those it relayed (the last holder of a
+    // write made by a controller wiped earlier may be this one), is reflected by
+    // another controller it can reach.
+    vector
+        .0
+        .iter()
+        .all(|(o, seq)| others.iter().any(|v| v.get(*o) >= *seq))
 }
 
 /// Asks a running controller to forget each wiped controller's old id (forced: it

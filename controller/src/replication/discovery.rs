@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use redcloud_common::HlcTimestamp;
 use redcloud_common::discovery::Resolver;
 
 use super::{PeerInfo, Replica, clock_key};
@@ -98,6 +99,7 @@ pub async fn discover_once(node: &Arc<Replica>, names: &[String], resolver: &Res
         grpc_addr: node.grpc_addr(),
         http_addr: node.http_addr(),
         clock_ms: Some(node.hlc.wall_ms()),
+        hlc: None,
     };
     let body = match serde_json::to_vec(&me) {
         Ok(b) => bytes::Bytes::from(b),
@@ -148,6 +150,14 @@ fn take_peer_list(node: &Replica, list: Vec<PeerInfo>, rtt: std::time::Duration)
     {
         node.hlc
             .note_answer_clock(clock_key(&first.node_id), ms, rtt);
+    }
+    // Past every timestamp the answering peer holds (bounded by the drift: a clock
+    // far ahead does not drag this one along), before this life's first write.
+    if let Some(h) = list.first().and_then(|p| p.hlc) {
+        let h = HlcTimestamp(h);
+        if h.millis() <= node.hlc.wall_ms().saturating_add(node.max_drift_ms) {
+            node.hlc.observe(h);
+        }
     }
     for p in list.into_iter().filter(|p| p.check().is_ok()) {
         if p.node_id != node.id

@@ -609,10 +609,10 @@ pub const PURGE_LIMIT: usize = 10_000;
 /// when it last reported; `horizon` is the newest timestamp a purged row may have
 /// (our wall clock minus the grace).
 ///
-/// Removed: tombstones whose write every member reflects (not a forgotten
+/// Removed, once we are caught up (no older concurrent write can still be on its
+/// way): tombstones whose write every member reflects (not a forgotten
 /// controller's: that one is the record of the forgetting); name-deletion markers
-/// every member reflects that hide no older live version here, once we are caught
-/// up (no older concurrent upload can still be on its way); log entries of
+/// every member reflects that hide no older live version here. And log entries of
 /// superseded writes every member reflects.
 pub fn plan_purge(
     state: &EngineState,
@@ -634,8 +634,17 @@ pub fn plan_purge(
             // itself rejoins (its own newer record replaces it).
             continue;
         }
+        if !caught_up {
+            // A write concurrent with this version and older (it loses to it) may
+            // still be on its way here: a member's report can arrive before its
+            // writes do. With the version gone it would win here and lose
+            // everywhere else, for good. A member that reflects this version made
+            // every such write before its report, so once we hold everything each
+            // member reported, none can still come (docs/replication.md).
+            continue;
+        }
         if !v.deleted {
-            if table != Table::Deletions || !caught_up {
+            if table != Table::Deletions {
                 continue;
             }
             let (owner, name) = key.split_once('\n').unwrap_or((&key, ""));

@@ -26,6 +26,7 @@ pub mod net;
 pub mod peers;
 pub mod tombstone_gc;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -133,6 +134,9 @@ pub struct Replica {
     discovery_passes: std::sync::atomic::AtomicU64,
     /// When a held record was last logged (held records are logged once a minute).
     held_logged: Mutex<Option<std::time::Instant>>,
+    /// Per origin, the first write held back for being stamped ahead, and its
+    /// timestamp (ms): what tombstone collection need not wait for.
+    pub held_ahead: Mutex<BTreeMap<Origin, (u64, u64)>>,
     /// One exchange started by this controller at a time (the anti-entropy worker
     /// and push gossip's syncs would otherwise pull the same records twice).
     pub exchange_slot: tokio::sync::Semaphore,
@@ -168,6 +172,7 @@ impl Replica {
             settled: Default::default(),
             discovery_passes: Default::default(),
             held_logged: Mutex::new(None),
+            held_ahead: Mutex::new(BTreeMap::new()),
             exchange_slot: tokio::sync::Semaphore::new(1),
             apply_slot: tokio::sync::Semaphore::new(1),
         }
@@ -204,6 +209,15 @@ impl Replica {
             return;
         }
         self.metrics.records_held_clock_ahead.add(held.len() as u64);
+        {
+            let mut m = self.held_ahead.lock().unwrap_or_else(|e| e.into_inner());
+            for (o, seq, ms) in held {
+                let e = m.entry(*o).or_insert((*seq, *ms));
+                if *seq < e.0 {
+                    *e = (*seq, *ms);
+                }
+            }
+        }
         let mut last = self.held_logged.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             *last = Some(std::time::Instant::now());
@@ -297,6 +311,12 @@ pub struct PeerInfo {
     /// The sender's disciplined wall clock (set on its own entry).
     #[serde(default)]
     pub clock_ms: Option<u64>,
+    /// The newest timestamp the sender has issued or seen (its HLC; set on its
+    /// own entry in a registration answer). A controller starting a new life
+    /// moves its clock past it before its first write, so what it writes after
+    /// a wipe is newer than what the cluster held of its earlier life.
+    #[serde(default)]
+    pub hlc: Option<u64>,
 }
 
 /// Why a message from a peer was refused before anything in it was applied.

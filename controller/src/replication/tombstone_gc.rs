@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redcloud_common::replication::VersionVector;
+use redcloud_common::replication::{Origin, VersionVector};
 use redcloud_common::{HlcTimestamp, NodeId};
 
 use super::Replica;
@@ -83,10 +83,16 @@ pub fn floor(store: &Store, members: &BTreeSet<NodeId>) -> Result<Floor> {
 
 /// One collection pass with `horizon` the newest timestamp a purged row may have.
 /// Returns what was purged and what the rest waits for.
+///
+/// `held` is, per origin, the first write held back for being stamped ahead and
+/// its timestamp: writes from there on are not waited for. They are stamped after
+/// the horizon (an origin's timestamps only grow), so each is newer than any
+/// tombstone collected now and wins over it whether or not it is still here.
 pub fn collect(
     store: &mut Store,
     members: &BTreeSet<NodeId>,
     horizon: HlcTimestamp,
+    held: &BTreeMap<Origin, (u64, u64)>,
 ) -> Result<(Purged, Vec<GcWait>)> {
     let (floor, caught_up, reports) = match floor(store, members)? {
         Floor::Waiting(w) => return Ok((Purged::default(), w)),
@@ -96,19 +102,45 @@ pub fn collect(
             reports,
         } => (floor, caught_up, reports),
     };
+    let caught_up = caught_up || {
+        let mine = store.vector();
+        reports.values().all(|r| {
+            r.vector.0.iter().all(|(o, s)| {
+                let have = mine.get(*o);
+                have >= *s
+                    || held
+                        .get(o)
+                        .is_some_and(|(first, ms)| *first <= have + 1 && *ms > horizon.millis())
+            })
+        })
+    };
     let purged = store.purge(&floor, caught_up, horizon)?;
     // Who the tombstones still here past the horizon wait for.
     let mut blocking: BTreeMap<NodeId, GcWait> = BTreeMap::new();
     let mut view = SqlView { conn: store.conn() };
+    let mut past_grace = false;
     for (_, _, v) in view.purge_candidates(horizon, 200)? {
         if !v.deleted {
             continue;
         }
+        past_grace = true;
         for (m, r) in &reports {
             if r.vector.get(v.origin) < v.seq {
                 blocking.entry(m.clone()).or_insert_with(|| GcWait {
                     node: m.clone(),
                     reason: "its last report does not cover tombstones past the grace".into(),
+                    since_ms: r.reported_at_ms,
+                });
+            }
+        }
+    }
+    if !caught_up && past_grace {
+        let mine = store.vector();
+        for (m, r) in &reports {
+            if !mine.covers(&r.vector) {
+                blocking.entry(m.clone()).or_insert_with(|| GcWait {
+                    node: m.clone(),
+                    reason: "this controller does not hold every write it reported yet".into(),
                     since_ms: r.reported_at_ms,
                 });
             }
@@ -135,9 +167,14 @@ pub fn worker(
                 .members()
                 .await
                 .map_err(|e| format!("cannot list members: {e}"))?;
+            let held = node
+                .held_ahead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let (p, waits) = node
                 .db
-                .call(move |s| collect(s, &members, horizon))
+                .call(move |s| collect(s, &members, horizon, &held))
                 .await
                 .map_err(|e| format!("tombstone collection failed: {e}"))?;
             node.metrics.gc_passes.inc();
