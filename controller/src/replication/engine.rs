@@ -601,6 +601,17 @@ pub fn cluster_floor<'a>(
     reports.into_iter().fold(mine.clone(), |f, r| f.meet(r))
 }
 
+/// Whether `report` comes from the reporting controller's current life: it
+/// covers the first write (the origin record) of every life of that controller
+/// known here (`lives`). A controller wiped and restarted with its old node id is,
+/// until it reports again, represented by its earlier life's report, which
+/// vouches for writes the new life never saw: a version purged on the strength
+/// of it can leave the new life holding what that version replaced. Such a report
+/// counts as none (docs/replication.md, "Deletes stay deleted across purges").
+pub fn report_is_current(lives: &BTreeSet<Origin>, report: &VersionVector) -> bool {
+    lives.iter().all(|o| report.get(*o) >= 1)
+}
+
 /// The most rows one collection pass removes.
 pub const PURGE_LIMIT: usize = 10_000;
 

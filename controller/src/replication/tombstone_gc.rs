@@ -58,6 +58,15 @@ pub fn floor(store: &Store, members: &BTreeSet<NodeId>) -> Result<Floor> {
             continue;
         }
         match reports.get(m) {
+            Some(r)
+                if !engine::report_is_current(&meta::origins_of(store.conn(), m)?, &r.vector) =>
+            {
+                waiting.push(GcWait {
+                    node: m.clone(),
+                    reason: "restarted with a new database and has not reported since".into(),
+                    since_ms: r.reported_at_ms,
+                })
+            }
             Some(r) => {
                 used.insert(m.clone(), r.clone());
             }
