@@ -340,6 +340,34 @@ async fn trace_replicas(cluster: &TestCluster, which: &[usize]) {
     for &i in which {
         let node = cluster.controllers[i].controller().clone();
         let v = node.db.call(|s| Ok(s.vector())).await;
+        // Live rows per table, and a digest of each (to name the table that differs).
+        let tables = node
+            .db
+            .call(|s| {
+                let mut per: BTreeMap<&'static str, (usize, redcloud_common::replication::StateDigest)> =
+                    BTreeMap::new();
+                redcloud_controller::meta::rows::for_each_version(s.conn(), |t, k, v| {
+                    if !v.deleted {
+                        let e = per.entry(t.name()).or_default();
+                        e.0 += 1;
+                        e.1.add(t.name(), k, v);
+                    }
+                })?;
+                Ok(per
+                    .into_iter()
+                    .map(|(t, (n, d))| format!("{t} {n} {}", &d.to_hex()[..8]))
+                    .collect::<Vec<_>>())
+            })
+            .await;
+        eprintln!(
+            "  controller {i} tables {:?} gc waits {:?}",
+            tables.unwrap_or_default(),
+            node.membership
+                .gc_waits()
+                .iter()
+                .map(|(w, g)| format!("{w}: {} {}", g.node, g.reason))
+                .collect::<Vec<_>>()
+        );
         let m = &node.metrics;
         eprintln!(
             "  controller {i} ({}): refused {} held {} ae rounds {} ae failures {} push failures {} vector {:?}",
