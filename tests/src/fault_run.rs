@@ -344,8 +344,10 @@ async fn trace_replicas(cluster: &TestCluster, which: &[usize]) {
         let tables = node
             .db
             .call(|s| {
-                let mut per: BTreeMap<&'static str, (usize, redcloud_common::replication::StateDigest)> =
-                    BTreeMap::new();
+                let mut per: BTreeMap<
+                    &'static str,
+                    (usize, redcloud_common::replication::StateDigest),
+                > = BTreeMap::new();
                 redcloud_controller::meta::rows::for_each_version(s.conn(), |t, k, v| {
                     if !v.deleted {
                         let e = per.entry(t.name()).or_default();
