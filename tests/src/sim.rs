@@ -780,6 +780,16 @@ impl Sim {
         }
     }
 
+    /// The `PushAck` node `node` answers a push with.
+    fn ack(&mut self, node: usize, applied: usize, held: usize) -> PushAck {
+        PushAck {
+            from: self.nodes[node].id.clone(),
+            clock_ms: self.wall_ms(node),
+            applied: applied as u32,
+            held: held as u32,
+        }
+    }
+
     /// `/internal/gossip/receive` at `to`.
     fn receive_push(&mut self, to: usize, from: usize, batch: &Batch, sent_us: u64) {
         let Some((changed, held)) = self.apply_at(to, batch) else {
@@ -793,13 +803,7 @@ impl Sim {
             );
             return;
         };
-        let clock_ms = self.wall_ms(to);
-        let ack = PushAck {
-            from: self.nodes[to].id.clone(),
-            clock_ms,
-            applied: changed.len() as u32,
-            held: held as u32,
-        };
+        let ack = self.ack(to, changed.len(), held);
         self.learned(to, changed, from, Via::Push);
         let bytes = encode(&ack).len();
         match self.send(Kind::PushAck, bytes, false) {
@@ -1059,13 +1063,7 @@ impl Sim {
             self.finish(x, false);
             return;
         };
-        let clock_ms = self.wall_ms(b);
-        let ack = PushAck {
-            from: self.nodes[b].id.clone(),
-            clock_ms,
-            applied: changed.len() as u32,
-            held: held as u32,
-        };
+        let ack = self.ack(b, changed.len(), held);
         self.learned(b, changed, a, Via::AntiEntropy);
         let bytes = encode(&ack).len();
         match self.send(Kind::AePushAck, bytes, false) {

@@ -186,6 +186,18 @@ impl World {
         self.settle(n);
     }
 
+    /// A local write at replica `n`: into the ledger of every write, and the
+    /// replica's outbox.
+    fn record_local(&mut self, n: usize, plan: super::engine::Plan) {
+        for r in plan.changed() {
+            self.ledger
+                .entry((r.table(), r.key.clone()))
+                .or_default()
+                .push(r.version.clone());
+        }
+        self.nodes[n].outbox.extend(plan.into_changed());
+    }
+
     /// A life's first write, its origin record (`Store::settle`).
     fn settle(&mut self, n: usize) {
         let node = &mut self.nodes[n];
@@ -201,13 +213,7 @@ impl World {
                 deleted: false,
             }])
             .expect("origin record");
-        for r in plan.changed() {
-            self.ledger
-                .entry((r.table(), r.key.clone()))
-                .or_default()
-                .push(r.version.clone());
-        }
-        self.nodes[n].outbox.extend(plan.into_changed());
+        self.record_local(n, plan);
     }
 
     /// Replica `n`'s rows other than origin records.
@@ -251,13 +257,7 @@ impl World {
                 deleted: del,
             }])
             .expect("write");
-        for r in plan.changed() {
-            self.ledger
-                .entry((r.table(), r.key.clone()))
-                .or_default()
-                .push(r.version.clone());
-        }
-        self.nodes[n].outbox.extend(plan.into_changed());
+        self.record_local(n, plan);
     }
 
     /// Applies a batch at replica `to`; returns whether something was held back.
