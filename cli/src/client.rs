@@ -445,7 +445,9 @@ impl Client {
     }
 
     /// Forgets a node that is gone for good (`force`: even if it was heard from
-    /// recently).
+    /// recently). A controller that does not know the node (one just started or
+    /// wiped, not caught up yet) answers "not found": the next controller is asked,
+    /// and "not found" stands only when none of them knows it.
     pub async fn forget_node(
         &mut self,
         node_id: &str,
@@ -455,13 +457,24 @@ impl Client {
             node_id: node_id.to_string(),
             force,
         };
-        Ok(self
-            .retrying(|mut c| {
-                let req = req.clone();
-                async move { c.forget_node(req).await }
-            })
-            .await?
-            .into_inner())
+        let mut others = self.addrs.len().saturating_sub(1);
+        loop {
+            let r = self
+                .retrying(|mut c| {
+                    let req = req.clone();
+                    async move { c.forget_node(req).await }
+                })
+                .await;
+            match r {
+                Err(ClientError::NotFound(_)) if others > 0 => {
+                    others -= 1;
+                    if self.fail_over().await.is_err() {
+                        return r.map(|r| r.into_inner());
+                    }
+                }
+                r => return r.map(|r| r.into_inner()),
+            }
+        }
     }
 
     pub async fn cluster_status(&mut self) -> Result<ClusterStatusResponse, ClientError> {

@@ -459,11 +459,33 @@ impl Controller for ControllerService {
                 .into());
             }
         }
+        // Known as a member without a record: a peer, or a controller the
+        // chunkservers report talking to (collection waits for it all the same).
+        let member = self
+            .node
+            .peers
+            .all()
+            .into_iter()
+            .find(|p| p.node_id.as_ref() == Some(&id))
+            .map(|p| (p.grpc_addr, p.http_addr))
+            .or_else(|| {
+                self.node
+                    .registry
+                    .reported_controllers()
+                    .into_iter()
+                    .find(|c| c.node_id == id)
+                    .map(|c| (String::new(), c.http_addr))
+            });
         let target = id.clone();
-        let (forgotten, written) = self.node.db.call(move |s| meta::forget(s, &target)).await?;
+        let (forgotten, written) = self
+            .node
+            .db
+            .call(move |s| meta::forget(s, &target, member))
+            .await?;
         if !forgotten.controller && forgotten.chunkserver_records == 0 && forgotten.locations == 0 {
             return Err(ControllerError::NotFound(format!(
-                "no controller or chunkserver {id} is known"
+                "no controller or chunkserver {id} is known to this controller (one that has just \
+                 started or been wiped may not have caught up yet: ask another controller)"
             ))
             .into());
         }

@@ -575,8 +575,10 @@ async fn synced_elsewhere(cluster: &TestCluster, f: &FaultState, i: usize) -> bo
         .all(|(o, seq)| others.iter().any(|v| v.get(*o) >= *seq))
 }
 
-/// Asks a running controller to forget each wiped controller's old id (forced: it
-/// was heard from moments before its wipe). Returns whether all were forgotten.
+/// Asks the running controllers to forget each wiped controller's old id (forced:
+/// it was heard from moments before its wipe), one after the other until one does:
+/// the wiped controller itself, new and empty, does not know its old id. Returns
+/// whether all were forgotten (or are known to no running controller).
 async fn forget_pending(cluster: &TestCluster, f: &mut FaultState) -> bool {
     let running: Vec<String> = (0..cluster.controllers.len())
         .filter(|&i| cluster.controllers[i].is_running())
@@ -584,14 +586,24 @@ async fn forget_pending(cluster: &TestCluster, f: &mut FaultState) -> bool {
         .collect();
     let mut left = Vec::new();
     for id in std::mem::take(&mut f.to_forget) {
-        let r = tokio::time::timeout(OP_TIMEOUT, async {
-            let mut c = Client::connect(&running).await?;
-            c.forget_node(&id, true).await
-        })
-        .await;
-        match r {
-            Ok(Ok(_)) | Ok(Err(ClientError::NotFound(_))) => {}
-            _ => left.push(id),
+        let mut done = true;
+        for addr in &running {
+            let r = tokio::time::timeout(OP_TIMEOUT, async {
+                let mut c = Client::connect(std::slice::from_ref(addr)).await?;
+                c.forget_node(&id, true).await
+            })
+            .await;
+            match r {
+                Ok(Ok(_)) => {
+                    done = true;
+                    break;
+                }
+                Ok(Err(ClientError::NotFound(_))) => {}
+                _ => done = false,
+            }
+        }
+        if !done {
+            left.push(id);
         }
     }
     f.to_forget = left;

@@ -169,18 +169,42 @@ pub struct Forgotten {
 /// tombstoned (no collection waits for it any more, on any controller once this
 /// replicates) and its report dropped; as a chunkserver, every controller's
 /// observation of it and every location of a chunk on it are tombstoned.
-pub fn forget(store: &mut Store, id: &NodeId) -> Result<(Forgotten, Vec<Record>)> {
+///
+/// `member` is how this controller knows `id` as a member without holding its
+/// record (a peer it talks to, or a controller the chunkservers report talking
+/// to), with its addresses: such an id is a member collection waits for, so the
+/// forgetting is recorded all the same (a tombstone written from nothing). An id
+/// already forgotten counts as a controller forgotten (asking twice is harmless).
+pub fn forget(
+    store: &mut Store,
+    id: &NodeId,
+    member: Option<(String, String)>,
+) -> Result<(Forgotten, Vec<Record>)> {
     let mut out = Forgotten::default();
     let mut writes = Vec::new();
-    if let Some(r) = rows::load(store.conn(), Table::ControllerNodes, id.as_str())?
-        && !r.version.deleted
-    {
-        out.controller = true;
-        writes.push(Write {
-            key: r.key,
-            body: r.body,
-            deleted: true,
-        });
+    match rows::load(store.conn(), Table::ControllerNodes, id.as_str())? {
+        Some(r) if r.version.deleted => out.controller = true,
+        Some(r) => {
+            out.controller = true;
+            writes.push(Write {
+                key: r.key,
+                body: r.body,
+                deleted: true,
+            });
+        }
+        None => {
+            if let Some((grpc_addr, http_addr)) = member {
+                out.controller = true;
+                writes.push(Write {
+                    key: id.as_str().to_string(),
+                    body: Body::Controller {
+                        grpc_addr,
+                        http_addr,
+                    },
+                    deleted: true,
+                });
+            }
+        }
     }
     {
         let mut st = store.conn().prepare(
@@ -221,7 +245,13 @@ pub fn forget(store: &mut Store, id: &NodeId) -> Result<(Forgotten, Vec<Record>)
             });
         }
     }
-    let written = store.write(writes)?;
+    // Nothing to write (unknown here, or forgotten already): no write at all, so
+    // a controller still starting answers too.
+    let written = if writes.is_empty() {
+        Vec::new()
+    } else {
+        store.write(writes)?
+    };
     if out.controller {
         super::log::forget_report(store.conn(), id)?;
     }

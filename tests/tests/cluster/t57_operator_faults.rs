@@ -561,6 +561,93 @@ async fn a_controller_gone_for_good_blocks_collection_until_forgotten() {
     assert!(matches!(r, Err(ClientError::InvalidArgument(_))), "{r:?}");
 }
 
+/// Found by the 300 s fault runs: a controller wiped with a new id had its old id
+/// "forgotten" through the first controller that answered, the wiped one itself,
+/// which did not know it ("not found"), so the old id stayed a member everywhere and
+/// every collection waited for it for good. Now the client asks the next controller
+/// when one does not know the node, and a controller that knows an id only as a
+/// member (reported by the chunkservers) records the forgetting all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_forgotten_through_any_controller_that_knows_it() {
+    let mut cluster = TestCluster::with(ClusterSpec {
+        controllers: 3,
+        chunkservers: 2,
+        tweak: Some(quick_tombstones),
+        ..Default::default()
+    })
+    .await;
+    upload(&cluster, 0, "kept.txt").await;
+    cluster.wait_converged(&[0, 1, 2], DEADLINE).await;
+    // Controller 3 reaches the chunkservers but none of its peers: controller 0
+    // knows it only from the chunkservers' reports.
+    let lone = cluster.add_controller_with(|c| c.peers = vec!["127.0.0.1:9".into()]);
+    let http = cluster.controllers[lone].http_addr.to_string();
+    cluster.point_chunkservers_at(&http);
+    let lone_id = cluster.controller_id(lone);
+    let c = &cluster;
+    let id = lone_id.clone();
+    wait_until(
+        "controller 0 counts the unheard-of controller as a member",
+        DEADLINE,
+        || {
+            let id = id.clone();
+            async move {
+                c.client_of(0)
+                    .await
+                    .cluster_status()
+                    .await
+                    .is_ok_and(|s| s.members.contains(&id))
+            }
+        },
+    )
+    .await;
+    // Controller 4 knows nobody: the client is connected to it first.
+    let blind = cluster.add_controller_with(|c| c.peers = vec!["127.0.0.1:9".into()]);
+    let gone = cluster.controller_id(2);
+    cluster.controllers[2].kill();
+    cluster.controllers[lone].kill();
+    let addrs = [cluster.controller_addr(blind), cluster.controller_addr(0)];
+    for id in [&gone, &lone_id] {
+        let mut client = redcloud_cli::Client::connect(&addrs)
+            .await
+            .expect("connect");
+        let r = client.forget_node(id, true).await;
+        assert!(matches!(&r, Ok(r) if r.controller), "forget {id}: {r:?}");
+    }
+    cluster
+        .client_of(0)
+        .await
+        .delete("kept.txt")
+        .await
+        .expect("delete");
+    for i in [0, 1] {
+        let c = &cluster;
+        wait_until(
+            &format!("controller {i} purges the tombstone"),
+            DEADLINE,
+            || async move { tombstones(c, i).await == 0 },
+        )
+        .await;
+        let s = cluster
+            .client_of(i)
+            .await
+            .cluster_status()
+            .await
+            .expect("status");
+        assert!(
+            !s.members.contains(&gone) && !s.members.contains(&lone_id),
+            "controller {i}: {:?}",
+            s.members
+        );
+    }
+    // Known to none of them: still "not found", from every controller asked.
+    let mut client = redcloud_cli::Client::connect(&addrs)
+        .await
+        .expect("connect");
+    let r = client.forget_node("no-such-node", true).await;
+    assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
+}
+
 fn refused_400(r: &Result<Bytes, redcloud_common::http::HttpError>) -> bool {
     matches!(r, Err(redcloud_common::http::HttpError::Status { status, .. }) if status.as_u16() == 400)
 }
