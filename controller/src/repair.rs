@@ -193,6 +193,8 @@ async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
     // Plan copies for the chunks this controller is responsible for.
     let mut missing_total = 0u64;
     let mut lost = 0u64;
+    // One line per pass, not one per chunk (a pass can find tens of thousands).
+    let mut lost_examples: Vec<String> = Vec::new();
     let mut tasks: Vec<(
         usize,
         ChunkId,
@@ -231,13 +233,25 @@ async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
         if holders.is_empty() {
             if !lacking.is_empty() {
                 lost += 1;
-                tracing::error!(chunk = %chunk, "no healthy chunkserver holds this live chunk; it cannot be repaired now");
+                if lost_examples.len() < 5 {
+                    lost_examples.push(chunk.to_string());
+                }
             }
             continue;
         }
         for target in lacking {
             tasks.push((holders.len(), *chunk, *size, target, holders.clone()));
         }
+    }
+    if lost > 0 {
+        tracing::error!(
+            lost,
+            examples = ?lost_examples,
+            answering = held.len(),
+            "{lost} live chunks are held by none of the {} chunkservers that answered; they cannot be \
+             repaired until a chunkserver holding them is back",
+            held.len()
+        );
     }
     tasks.sort_by_key(|t| t.0);
     let now = Instant::now();
