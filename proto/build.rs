@@ -37,6 +37,7 @@ fn compile(config: tonic_prost_build::Config) -> Result<(), Box<dyn std::error::
         "GcWait",
         "WorkerStatus",
         "ForgetNodeResponse",
+        "WhoAmIResponse",
     ] {
         builder =
             builder.type_attribute(format!("redcloud.v1.{msg}"), "#[derive(serde::Serialize)]");

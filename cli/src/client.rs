@@ -9,6 +9,7 @@ use redcloud_common::discovery::Resolver;
 use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
 use redcloud_proto::{MAX_DATA_MESSAGE, MAX_MESSAGE_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::CONTROLLER_GRPC_PORT;
@@ -20,13 +21,39 @@ pub use pb::{ChunkInfo, ClusterStatusResponse, FileInfo, StatResponse, VersionIn
 const PIECE: usize = 1024 * 1024;
 const _: () = assert!(PIECE <= MAX_DATA_MESSAGE);
 
+/// Adds `authorization: Bearer TOKEN` to every call, when logged in.
+#[derive(Clone, Default)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            r.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(r)
+    }
+}
+
+type Inner = ControllerClient<InterceptedService<Channel, Bearer>>;
+
+fn inner(ch: Channel, bearer: Bearer) -> Inner {
+    ControllerClient::with_interceptor(ch, bearer)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// A client bound to one controller, able to move to another.
 pub struct Client {
     /// Every address the configured names resolved to, in the order tried.
     addrs: Vec<String>,
     /// Index into `addrs` of the connected controller.
     current: usize,
-    inner: ControllerClient<Channel>,
+    channel: Channel,
+    bearer: Bearer,
+    inner: Inner,
+    /// Whose books `download`, `stat`, `versions` and `ls` address (a user name);
+    /// empty: the caller's own (and, for `ls`, everyone's public ones).
+    owner: String,
 }
 
 impl Client {
@@ -48,12 +75,84 @@ impl Client {
                 reason: errors.join("; "),
             });
         }
-        let (current, inner) = connect_any(&addrs, 0).await?;
+        let (current, channel) = connect_any(&addrs, 0).await?;
         Ok(Client {
             addrs,
             current,
-            inner,
+            inner: inner(channel.clone(), Bearer::default()),
+            channel,
+            bearer: Bearer::default(),
+            owner: String::new(),
         })
+    }
+
+    /// Addresses `owner`'s books (a user name) from now on; `None`: the caller's.
+    pub fn set_owner(&mut self, owner: Option<&str>) {
+        self.owner = owner.unwrap_or_default().to_string();
+    }
+
+    /// Creates an account.
+    pub async fn register(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<pb::RegisterResponse, ClientError> {
+        let req = pb::RegisterRequest {
+            username: username.into(),
+            password: password.into(),
+        };
+        // Not retried on another controller: a lost answer may hide a
+        // registration that took place (asking again says the name is taken).
+        Ok(self.inner.clone().register(req).await?.into_inner())
+    }
+
+    /// Logs in; the token is used for every call from now on.
+    pub async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<pb::LoginResponse, ClientError> {
+        let req = pb::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+        };
+        let r = self
+            .retrying(|mut c| {
+                let req = req.clone();
+                async move { c.login(req).await }
+            })
+            .await?
+            .into_inner();
+        self.set_token(Some(&r.token))?;
+        Ok(r)
+    }
+
+    /// Revokes the token in use, and calls anonymously from now on.
+    pub async fn logout(&mut self) -> Result<(), ClientError> {
+        self.retrying(|mut c| async move { c.logout(pb::LogoutRequest {}).await })
+            .await?;
+        self.set_token(None)
+    }
+
+    /// Who the token in use belongs to.
+    pub async fn whoami(&mut self) -> Result<pb::WhoAmIResponse, ClientError> {
+        Ok(self
+            .retrying(|mut c| async move { c.who_am_i(pb::WhoAmIRequest {}).await })
+            .await?
+            .into_inner())
+    }
+
+    /// Sends `token` (from `login`) with every call from now on; `None` calls
+    /// anonymously.
+    pub fn set_token(&mut self, token: Option<&str>) -> Result<(), ClientError> {
+        self.bearer = Bearer(match token {
+            Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+                ClientError::InvalidArgument("the saved token is not text: log in again".into())
+            })?),
+            None => None,
+        });
+        self.inner = inner(self.channel.clone(), self.bearer.clone());
+        Ok(())
     }
 
     /// The address of the controller in use.
@@ -63,16 +162,17 @@ impl Client {
 
     /// Moves to the next reachable controller after the current one fails.
     async fn fail_over(&mut self) -> Result<(), ClientError> {
-        let (current, inner) = connect_any(&self.addrs, self.current + 1).await?;
+        let (current, channel) = connect_any(&self.addrs, self.current + 1).await?;
         self.current = current;
-        self.inner = inner;
+        self.inner = inner(channel.clone(), self.bearer.clone());
+        self.channel = channel;
         Ok(())
     }
 
     /// Runs an idempotent call, moving to another controller if this one is unreachable.
     async fn retrying<T, F, Fut>(&mut self, mut call: F) -> Result<T, ClientError>
     where
-        F: FnMut(ControllerClient<Channel>) -> Fut,
+        F: FnMut(Inner) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let mut attempts = self.addrs.len();
@@ -294,6 +394,7 @@ impl Client {
         let req = pb::DownloadRequest {
             name: name.to_string(),
             version: version.unwrap_or_default().to_string(),
+            owner: self.owner.clone(),
         };
         let mut stream = self
             .retrying(|mut c| {
@@ -353,6 +454,7 @@ impl Client {
     pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileInfo>, ClientError> {
         let req = pb::ListRequest {
             prefix: prefix.into(),
+            owner: self.owner.clone(),
         };
         Ok(self
             .retrying(|mut c| {
@@ -399,7 +501,10 @@ impl Client {
 
     /// Every version of `name`, newest first.
     pub async fn versions(&mut self, name: &str) -> Result<Vec<VersionInfo>, ClientError> {
-        let req = pb::VersionsRequest { name: name.into() };
+        let req = pb::VersionsRequest {
+            name: name.into(),
+            owner: self.owner.clone(),
+        };
         Ok(self
             .retrying(|mut c| {
                 let req = req.clone();
@@ -419,6 +524,7 @@ impl Client {
         let req = pb::StatRequest {
             name: name.into(),
             version: version.unwrap_or_default().into(),
+            owner: self.owner.clone(),
         };
         Ok(self
             .retrying(|mut c| {
@@ -486,10 +592,7 @@ impl Client {
 }
 
 /// Connects to the first answering address, starting at `from` and wrapping around.
-async fn connect_any(
-    addrs: &[String],
-    from: usize,
-) -> Result<(usize, ControllerClient<Channel>), ClientError> {
+async fn connect_any(addrs: &[String], from: usize) -> Result<(usize, Channel), ClientError> {
     let mut errors = Vec::new();
     for k in 0..addrs.len() {
         let i = (from + k) % addrs.len();
@@ -508,12 +611,7 @@ async fn connect_any(
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024);
         match ep.connect().await {
-            Ok(ch) => {
-                let c = ControllerClient::new(ch)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES);
-                return Ok((i, c));
-            }
+            Ok(ch) => return Ok((i, ch)),
             Err(e) => {
                 // Name the root cause ("Connection refused"), not only "transport error".
                 let mut msg = e.to_string();

@@ -15,6 +15,13 @@ pub enum ClientError {
     Unavailable(String),
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// Not logged in, or a token that is expired, revoked or unknown.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -34,6 +41,9 @@ impl ClientError {
             ClientError::Unavailable(_) => 5,
             ClientError::Integrity(_) => 6,
             ClientError::InvalidArgument(_) => 2,
+            ClientError::Unauthenticated(_) => 7,
+            ClientError::PermissionDenied(_) => 8,
+            ClientError::AlreadyExists(_) => 9,
             ClientError::Io { .. } | ClientError::Server { .. } => 1,
         }
     }
@@ -71,6 +81,9 @@ impl From<tonic::Status> for ClientError {
             }
             Code::Unavailable | Code::ResourceExhausted => ClientError::Unavailable(message),
             Code::DataLoss => ClientError::Integrity(message),
+            Code::Unauthenticated => ClientError::Unauthenticated(message),
+            Code::PermissionDenied => ClientError::PermissionDenied(message),
+            Code::AlreadyExists => ClientError::AlreadyExists(message),
             code => ClientError::Server { code, message },
         }
     }

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod error;
 pub mod ingest;
+pub mod session;
 
 pub use client::{Client, FileInfo};
 pub use error::ClientError;

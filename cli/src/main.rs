@@ -27,12 +27,35 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// Whose books `download`, `ls`, `stat` and `versions` address (a user name;
+    /// default: your own, and for `ls` also everyone's public books).
+    #[arg(long, global = true)]
+    owner: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create an account, and log in as it.
+    Register {
+        username: String,
+        /// Read the password from standard input (one line) instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Log in; the token is kept in $XDG_CONFIG_HOME/redcloud/ (mode 0600).
+    Login {
+        username: String,
+        /// Read the password from standard input (one line) instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke the saved token (on every controller) and forget it here.
+    Logout,
+    /// Show who the saved token belongs to.
+    Whoami,
     /// Store one or more files (a new version if the name exists).
     Upload {
         #[arg(required = true)]
@@ -187,9 +210,101 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         } => Some(redcloud_cli::ingest::Mirror::new(mirror, layout)?),
         _ => None,
     };
+    // The password is read before connecting (a prompt must not wait on the network).
+    let password = match &cli.command {
+        Command::Register {
+            password_stdin,
+            username,
+        } => Some(read_password(*password_stdin, true, username)?),
+        Command::Login {
+            password_stdin,
+            username,
+        } => Some(read_password(*password_stdin, false, username)?),
+        _ => None,
+    };
     let mut client = Client::connect(&cli.controller).await?;
+    if !matches!(
+        cli.command,
+        Command::Register { .. } | Command::Login { .. }
+    ) {
+        client.set_token(redcloud_cli::session::token()?.as_deref())?;
+    }
+    client.set_owner(cli.owner.as_deref());
     let json = cli.json;
     match cli.command {
+        Command::Register { username, .. } => {
+            let pw = password.unwrap_or_default();
+            let r = client.register(&username, &pw).await?;
+            let l = client.login(&username, &pw).await?;
+            let saved = save_login(&l)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "user_id": r.user_id, "username": l.username, "session": saved }),
+                );
+            } else {
+                println!("registered {} and logged in", l.username);
+            }
+        }
+        Command::Login { username, .. } => {
+            let pw = password.unwrap_or_default();
+            let l = client.login(&username, &pw).await?;
+            let saved = save_login(&l)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "user_id": l.user_id, "username": l.username,
+                    "renamed_from": l.renamed_from, "expires_at_ms": l.expires_at_ms, "session": saved,
+                }));
+            } else {
+                if !l.renamed_from.is_empty() {
+                    eprintln!(
+                        "note: the name {:?} was registered by someone else on another side of a network \
+                         partition, earlier; it stays theirs. Your account and all its books are kept: \
+                         you are now {:?} (log in with that name from now on)",
+                        l.renamed_from, l.username
+                    );
+                }
+                println!(
+                    "logged in as {} (token valid until {} UTC)",
+                    l.username,
+                    format_ms(l.expires_at_ms)
+                );
+            }
+        }
+        Command::Logout => {
+            let had = redcloud_cli::session::token()?.is_some();
+            let r = if had { client.logout().await } else { Ok(()) };
+            redcloud_cli::session::remove()?;
+            match r {
+                Ok(()) | Err(ClientError::Unauthenticated(_)) => {}
+                Err(e) => return Err(e),
+            }
+            if json {
+                print_json(&serde_json::json!({ "logged_out": had }));
+            } else if had {
+                println!("logged out");
+            } else {
+                println!("not logged in");
+            }
+        }
+        Command::Whoami => {
+            if redcloud_cli::session::token()?.is_none() {
+                return Err(ClientError::Unauthenticated(
+                    "not logged in (run `redcloud login NAME`)".into(),
+                ));
+            }
+            let w = client.whoami().await?;
+            if json {
+                print_json(&w);
+            } else {
+                println!("{}", w.username);
+                if w.registered_as != w.username {
+                    println!(
+                        "(registered as {}, a name an earlier registration holds)",
+                        w.registered_as
+                    );
+                }
+            }
+        }
         Command::Upload {
             files,
             name,
@@ -670,6 +785,49 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// Reads a password: a line of standard input, or a prompt on the terminal (twice
+/// when choosing one).
+fn read_password(stdin: bool, choosing: bool, user: &str) -> Result<String, ClientError> {
+    if stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| ClientError::io("stdin", e))?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "no password on standard input".into(),
+            ));
+        }
+        return Ok(pw);
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::InvalidArgument(
+            "no terminal to ask for the password on: pass --password-stdin and pipe it in".into(),
+        ));
+    }
+    let tty =
+        |p: &str| rpassword::prompt_password(p).map_err(|e| ClientError::io("the terminal", e));
+    let pw = tty(&format!("password for {user}: "))?;
+    if choosing && tty("again: ")? != pw {
+        return Err(ClientError::InvalidArgument(
+            "the two passwords differ".into(),
+        ));
+    }
+    Ok(pw)
+}
+
+/// Keeps the token `login` returned; returns where.
+fn save_login(l: &redcloud_cli::pb::LoginResponse) -> Result<String, ClientError> {
+    let p = redcloud_cli::session::save(&redcloud_cli::session::Saved {
+        token: l.token.clone(),
+        username: l.username.clone(),
+        expires_at_ms: l.expires_at_ms,
+    })?;
+    Ok(p.display().to_string())
+}
+
 fn format_ms(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -11,6 +11,12 @@ fn redcloud(controller: &str, args: &[String]) -> Output {
         .arg(controller)
         .args(args)
         .env_remove("REDCLOUD_CONTROLLER")
+        .env_remove("REDCLOUD_TOKEN")
+        // No saved login of whoever runs the tests: anonymous.
+        .env(
+            "XDG_CONFIG_HOME",
+            std::env::temp_dir().join("redcloud-cli-test-no-login"),
+        )
         .output()
         .expect("run redcloud")
 }

@@ -42,6 +42,16 @@ pub enum ControllerError {
     /// override) deliberately.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The name (a user name) is taken.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// No valid credentials: log in (again).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this (another user's private book, or a write
+    /// without logging in).
+    #[error("{0}")]
+    PermissionDenied(String),
     /// The metadata store failed.
     #[error("metadata store error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -62,6 +72,9 @@ impl From<ControllerError> for Status {
                 Status::unavailable(msg)
             }
             ControllerError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ControllerError::AlreadyExists(_) => Status::already_exists(msg),
+            ControllerError::Unauthenticated(_) => Status::unauthenticated(msg),
+            ControllerError::PermissionDenied(_) => Status::permission_denied(msg),
             ControllerError::Db(_) | ControllerError::Internal(_) => Status::internal(msg),
         }
     }

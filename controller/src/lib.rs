@@ -4,6 +4,7 @@
 //! Entry point: [`server::start`] / [`server::run`] with a [`config::Config`], the
 //! bound [`server::Listeners`] and a shutdown token. `main.rs` only parses flags.
 
+pub mod auth;
 pub mod chunks;
 pub mod config;
 pub mod download;

@@ -18,10 +18,13 @@ pub enum Table {
     ControllerNodes,
     Deletions,
     Origins,
+    /// Login sessions (SPEC §5): key a session id; a token is the id and a secret
+    /// whose SHA-256 the record holds. Logout tombstones it.
+    Sessions,
 }
 
 impl Table {
-    pub const ALL: [Table; 8] = [
+    pub const ALL: [Table; 9] = [
         Table::Users,
         Table::Files,
         Table::Chunks,
@@ -30,6 +33,7 @@ impl Table {
         Table::ControllerNodes,
         Table::Deletions,
         Table::Origins,
+        Table::Sessions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Table {
             Table::ControllerNodes => "controller_nodes",
             Table::Deletions => "deletions",
             Table::Origins => "origins",
+            Table::Sessions => "sessions",
         }
     }
 
@@ -80,6 +85,7 @@ impl Table {
                 check_name(name)
             }
             Table::Origins => key.parse::<Origin>().map(|_| ()),
+            Table::Sessions => check_hex("session id", key, 32),
         }
     }
 }
@@ -90,6 +96,13 @@ pub const MAX_NAME_BYTES: usize = 1024;
 /// The most chunks one file version may have (256 GiB at the default 1 MiB chunk
 /// size): a chunk list must fit well inside one replication message.
 pub const MAX_CHUNKS_PER_FILE: u64 = 262_144;
+
+fn check_hex(what: &str, s: &str, len: usize) -> Result<(), String> {
+    if s.len() != len || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!("{what} must be {len} lowercase hex digits"));
+    }
+    Ok(())
+}
 
 fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
     if s.is_empty() || s.len() > max || s.chars().any(char::is_control) {
@@ -168,6 +181,13 @@ pub enum Body {
         node_id: NodeId,
         started_at_ms: u64,
     },
+    /// Key: a session id. Whose session it is, the SHA-256 (hex) of the token's
+    /// secret, and when it expires (wall clock, ms).
+    Session {
+        user_id: String,
+        secret_sha256: String,
+        expires_at_ms: u64,
+    },
 }
 
 impl Body {
@@ -181,6 +201,7 @@ impl Body {
             Body::Controller { .. } => Table::ControllerNodes,
             Body::Deletion => Table::Deletions,
             Body::Origin { .. } => Table::Origins,
+            Body::Session { .. } => Table::Sessions,
         }
     }
 
@@ -237,6 +258,14 @@ impl Body {
                 check_addr("gRPC address", grpc_addr)?;
                 check_addr("HTTP address", http_addr)
             }
+            Body::Session {
+                user_id,
+                secret_sha256,
+                ..
+            } => {
+                check_text("user id", user_id, 128)?;
+                check_hex("session secret hash", secret_sha256, 64)
+            }
             Body::ChunkLocation | Body::Deletion | Body::Origin { .. } => Ok(()),
         }
     }
@@ -262,6 +291,7 @@ impl Body {
             } => grpc_addr.len() + http_addr.len() + 8,
             Body::ChunkLocation | Body::Deletion => 1,
             Body::Origin { node_id, .. } => node_id.as_str().len() + 16,
+            Body::Session { user_id, .. } => user_id.len() + 64 + 16,
         }
     }
 }

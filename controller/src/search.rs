@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 use crate::chunks::DataPath;
 use crate::download;
 use crate::meta;
-use crate::model::ANONYMOUS;
 use crate::workers::{BoxFuture, Worker, WorkerState};
 
 /// A pass runs at least this often (and at once when files change).
@@ -120,6 +119,18 @@ impl Worker for Indexer {
     }
 }
 
+/// The index's name for a book: owner and name (the deletion key's shape). An
+/// index made before owners were part of it holds bare names: those read as
+/// stale and are indexed again under this key.
+pub fn index_key(owner: &str, name: &str) -> String {
+    crate::records::deletion_key(owner, name)
+}
+
+/// The book name of an index key.
+pub fn name_of_key(key: &str) -> &str {
+    key.split_once('\n').map(|(_, n)| n).unwrap_or(key)
+}
+
 /// One pass: drops what is no longer current, indexes what is missing.
 async fn pass(
     node: &Arc<DataPath>,
@@ -127,12 +138,12 @@ async fn pass(
     failures: &mut HashMap<String, (u32, Instant)>,
     shutdown: &CancellationToken,
 ) -> Result<(), crate::error::ControllerError> {
-    let current = node
-        .db
-        .call(|s| meta::list_current(s.conn(), ANONYMOUS, ""))
-        .await?;
-    let want: BTreeMap<String, crate::model::FileRecord> =
-        current.into_iter().map(|f| (f.name.clone(), f)).collect();
+    let current = node.db.call(|s| meta::list_all_current(s.conn())).await?;
+    // Keyed by owner and name (`index_key`): names are unique per owner only.
+    let want: BTreeMap<String, crate::model::FileRecord> = current
+        .into_iter()
+        .map(|f| (index_key(&f.owner, &f.name), f))
+        .collect();
     let ix = index.clone();
     let have: BTreeMap<String, String> = tokio::task::spawn_blocking(move || {
         let w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
@@ -151,7 +162,7 @@ async fn pass(
         .collect();
     let to_add: Vec<crate::model::FileRecord> = want
         .values()
-        .filter(|f| have.get(&f.name) != Some(&f.file_id.to_string()))
+        .filter(|f| have.get(&index_key(&f.owner, &f.name)) != Some(&f.file_id.to_string()))
         .filter(|f| f.size <= MAX_INDEXED_BYTES)
         .cloned()
         .collect();
@@ -232,7 +243,7 @@ async fn index_one(
         )));
     }
     let ix = index.clone();
-    let (name, id) = (f.name.clone(), f.file_id.to_string());
+    let (name, id) = (index_key(&f.owner, &f.name), f.file_id.to_string());
     tokio::task::spawn_blocking(move || {
         let mut w = ix.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.add(&name, &id, &bytes)

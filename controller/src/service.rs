@@ -12,6 +12,7 @@ use redcloud_proto::controller::{self as pb, controller_server::Controller};
 use redcloud_proto::convert;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{self, Caller};
 use crate::download;
 use crate::error::ControllerError;
 use crate::meta;
@@ -29,13 +30,83 @@ impl ControllerService {
     pub fn new(node: Arc<Node>) -> Self {
         ControllerService { node }
     }
+
+    /// Who is calling (`None`: no token). A bad, revoked or expired token is
+    /// refused, not taken as anonymous.
+    async fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Status> {
+        Ok(auth::caller(&self.node.db, request.metadata(), self.node.hlc.wall_ms()).await?)
+    }
+
+    /// The owner id a name-addressed call looks in: the caller's own books (or the
+    /// anonymous ones, without a token) unless `owner` names a user.
+    async fn namespace(&self, caller: &Option<Caller>, owner: &str) -> Result<String, Status> {
+        if owner.is_empty() {
+            return Ok(own_namespace(caller));
+        }
+        if owner == ANONYMOUS {
+            return Ok(ANONYMOUS.to_string());
+        }
+        let name = owner.to_string();
+        let found = self
+            .node
+            .db
+            .call(move |s| meta::users::accounts_named(s.conn(), &name))
+            .await?;
+        match found.into_iter().find(|a| a.name == owner) {
+            Some(a) => Ok(a.user_id),
+            None => Err(ControllerError::NotFound(format!("no user {owner:?}")).into()),
+        }
+    }
+
+    /// The names the owners of `files` go by (ids as they are when unknown here).
+    async fn owner_names(
+        &self,
+        files: &[&FileRecord],
+    ) -> Result<std::collections::HashMap<String, String>, Status> {
+        let ids: Vec<String> = files
+            .iter()
+            .map(|f| f.owner.clone())
+            .filter(|o| o != ANONYMOUS)
+            .collect();
+        Ok(self
+            .node
+            .db
+            .call(move |s| meta::users::names_of(s.conn(), ids))
+            .await?)
+    }
+
+    async fn info(&self, f: &FileRecord) -> Result<pb::FileInfo, Status> {
+        let names = self.owner_names(&[f]).await?;
+        Ok(file_info(f, &names))
+    }
 }
 
-fn file_info(f: &FileRecord) -> pb::FileInfo {
+/// The caller's own books: its user id, or the anonymous books without a token.
+fn own_namespace(caller: &Option<Caller>) -> String {
+    caller
+        .as_ref()
+        .map(|c| c.user_id.clone())
+        .unwrap_or_else(|| ANONYMOUS.to_string())
+}
+
+/// Whether `caller` may read `f`: its own, public, or an anonymous upload (books
+/// stored before accounts, or without a token).
+fn readable(f: &FileRecord, caller: &Option<Caller>) -> bool {
+    f.public || f.owner == ANONYMOUS || caller.as_ref().is_some_and(|c| c.user_id == f.owner)
+}
+
+fn not_found(name: &str) -> Status {
+    ControllerError::NotFound(format!("file '{name}' not found")).into()
+}
+
+fn file_info(f: &FileRecord, names: &std::collections::HashMap<String, String>) -> pb::FileInfo {
     pb::FileInfo {
         file_id: f.file_id.to_string(),
         name: f.name.clone(),
-        owner: f.owner.clone(),
+        owner: names
+            .get(&f.owner)
+            .cloned()
+            .unwrap_or_else(|| f.owner.clone()),
         size: f.size,
         sha256: f.sha256.clone(),
         chunk_count: f.chunk_count,
@@ -62,6 +133,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let mut stream = request.into_inner();
         let start = match stream.message().await? {
             Some(pb::UploadRequest {
@@ -75,7 +147,7 @@ impl Controller for ControllerService {
             None => return Err(Status::invalid_argument("empty Upload stream")),
         };
         let start = UploadStart {
-            owner: ANONYMOUS.to_string(),
+            owner: own_namespace(&caller),
             name: start.name,
             size: start.size,
             public: start.public,
@@ -97,7 +169,7 @@ impl Controller for ControllerService {
         });
         match upload::upload(self.node.data.clone(), start, parts).await {
             Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {
-                file: Some(file_info(&file)),
+                file: Some(self.info(&file).await?),
                 replicas: replicas as u32,
             })),
             Err(e) => {
@@ -114,12 +186,19 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::DownloadRequest>,
     ) -> Result<Response<Self::DownloadStream>, Status> {
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
-        let opened = download::open(&self.node.data, ANONYMOUS, name, version).await?;
+        let owner = self.namespace(&caller, &req.owner).await?;
+        let opened = download::open(&self.node.data, &owner, name, version).await?;
+        if !readable(&opened.file, &caller) {
+            return Err(not_found(name));
+        }
         let info = pb::DownloadResponse {
-            msg: Some(pb::download_response::Msg::Info(file_info(&opened.file))),
+            msg: Some(pb::download_response::Msg::Info(
+                self.info(&opened.file).await?,
+            )),
         };
         let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(
             self.node.data.clone(),
@@ -139,14 +218,31 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        let prefix = request.into_inner().prefix;
-        let files = self
-            .node
-            .db
-            .call(move |s| meta::list_current(s.conn(), ANONYMOUS, &prefix))
-            .await?;
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let prefix = req.prefix;
+        let files: Vec<FileRecord> = if req.owner.is_empty() {
+            // The caller's books, then everyone else's public ones.
+            let own = own_namespace(&caller);
+            self.node
+                .db
+                .call(move |s| {
+                    let mut v = meta::list_current(s.conn(), &own, &prefix)?;
+                    v.extend(meta::list_public(s.conn(), &own, &prefix)?);
+                    Ok(v)
+                })
+                .await?
+        } else {
+            let owner = self.namespace(&caller, &req.owner).await?;
+            self.node
+                .db
+                .call(move |s| meta::list_current(s.conn(), &owner, &prefix))
+                .await?
+        };
+        let files: Vec<&FileRecord> = files.iter().filter(|f| readable(f, &caller)).collect();
+        let names = self.owner_names(&files).await?;
         Ok(Response::new(pb::ListResponse {
-            files: files.iter().map(file_info).collect(),
+            files: files.iter().map(|f| file_info(f, &names)).collect(),
         }))
     }
 
@@ -154,12 +250,14 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let name = convert::required("name", &request.get_ref().name)?.to_string();
         let n = name.clone();
+        let own = own_namespace(&caller);
         let (deleted, written) = self
             .node
             .db
-            .call(move |s| meta::delete_name(s, ANONYMOUS, &n))
+            .call(move |s| meta::delete_name(s, &own, &n))
             .await?;
         self.node.publish(written, None);
         if deleted == 0 {
@@ -175,6 +273,7 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         if r.query.trim().is_empty() {
             return Err(ControllerError::InvalidArgument("empty search query".into()).into());
@@ -194,18 +293,46 @@ impl Controller for ControllerService {
             }
             e => ControllerError::Internal(e.to_string()),
         })?;
+        // Only what the caller may read: each hit's version, looked up here.
+        let ids: Vec<String> = hits.iter().map(|h| h.file_id.clone()).collect();
+        let files = self
+            .node
+            .db
+            .call(move |s| {
+                let mut out = std::collections::HashMap::new();
+                for id in ids {
+                    if let Ok(fid) = id.parse::<FileId>()
+                        && let Some(f) = meta::file_by_id(s.conn(), &fid)?
+                    {
+                        out.insert(id, f);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let visible: Vec<&FileRecord> = files.values().filter(|f| readable(f, &caller)).collect();
+        let names = self.owner_names(&visible).await?;
+        let mut rank = 0;
         Ok(Response::new(pb::SearchResponse {
             hits: hits
                 .into_iter()
-                .map(|h| pb::SearchHit {
-                    rank: h.rank,
-                    name: h.name,
-                    file_id: h.file_id,
-                    title: h.title,
-                    author: h.author,
-                    language: h.language,
-                    score: h.score,
-                    snippet: h.snippet,
+                .filter_map(|h| {
+                    let f = files.get(&h.file_id).filter(|f| readable(f, &caller))?;
+                    rank += 1;
+                    Some(pb::SearchHit {
+                        rank,
+                        name: crate::search::name_of_key(&h.name).to_string(),
+                        owner: names
+                            .get(&f.owner)
+                            .cloned()
+                            .unwrap_or_else(|| f.owner.clone()),
+                        file_id: h.file_id,
+                        title: h.title,
+                        author: h.author,
+                        language: h.language,
+                        score: h.score,
+                        snippet: h.snippet,
+                    })
                 })
                 .collect(),
             indexed_books: indexed,
@@ -217,21 +344,29 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::VersionsRequest>,
     ) -> Result<Response<pb::VersionsResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let name = convert::required("name", &request.get_ref().name)?.to_string();
+        let owner = self.namespace(&caller, &request.get_ref().owner).await?;
         let n = name.clone();
         let list = self
             .node
             .db
-            .call(move |s| meta::versions(s.conn(), ANONYMOUS, &n))
+            .call(move |s| meta::versions(s.conn(), &owner, &n))
             .await?;
+        let list: Vec<_> = list
+            .into_iter()
+            .filter(|v| readable(&v.file, &caller))
+            .collect();
         if list.is_empty() {
-            return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
+            return Err(not_found(&name));
         }
+        let files: Vec<&FileRecord> = list.iter().map(|v| &v.file).collect();
+        let names = self.owner_names(&files).await?;
         Ok(Response::new(pb::VersionsResponse {
             versions: list
                 .iter()
                 .map(|v| pb::VersionInfo {
-                    file: Some(file_info(&v.file)),
+                    file: Some(file_info(&v.file, &names)),
                     current: v.current,
                     deleted: v.file.meta.deleted,
                     origin: v.file.meta.origin.to_string(),
@@ -244,10 +379,15 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::StatRequest>,
     ) -> Result<Response<pb::StatResponse>, Status> {
+        let caller = self.caller(&request).await?;
         let req = request.into_inner();
         let name = convert::required("name", &req.name)?;
         let version = parse_version(&req.version)?;
-        let opened = download::open(&self.node.data, ANONYMOUS, name, version).await?;
+        let owner = self.namespace(&caller, &req.owner).await?;
+        let opened = download::open(&self.node.data, &owner, name, version).await?;
+        if !readable(&opened.file, &caller) {
+            return Err(not_found(name));
+        }
         let ids: Vec<_> = opened.chunks.iter().map(|c| c.chunk_id).collect();
         let locations = self
             .node
@@ -280,7 +420,7 @@ impl Controller for ControllerService {
             })
             .collect();
         Ok(Response::new(pb::StatResponse {
-            file: Some(file_info(&opened.file)),
+            file: Some(self.info(&opened.file).await?),
             chunks,
         }))
     }
@@ -423,6 +563,130 @@ impl Controller for ControllerService {
                 .into_iter()
                 .map(|m| m.to_string())
                 .collect(),
+        }))
+    }
+
+    async fn register(
+        &self,
+        request: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let req = request.into_inner();
+        meta::users::check_username(&req.username).map_err(ControllerError::InvalidArgument)?;
+        auth::check_password(&req.password)?;
+        let pw = req.password;
+        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
+            .await
+            .map_err(|e| ControllerError::Internal(e.to_string()))??;
+        let now = self.node.hlc.wall_ms();
+        let username = req.username.clone();
+        let (user_id, written) = self
+            .node
+            .db
+            .call(move |s| meta::users::register(s, &username, hash, now))
+            .await?;
+        self.node.publish(written, None);
+        tracing::info!(user = %req.username, %user_id, "account registered");
+        Ok(Response::new(pb::RegisterResponse {
+            user_id,
+            username: req.username,
+        }))
+    }
+
+    async fn login(
+        &self,
+        request: Request<pb::LoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let req = request.into_inner();
+        let refused = || {
+            Status::unauthenticated(format!(
+                "wrong user name or password for {:?} (an account made on another controller \
+                 may not have reached this one yet)",
+                req.username
+            ))
+        };
+        if req.username.is_empty()
+            || req.username.len() > 2 * meta::users::MAX_USERNAME_BYTES
+            || req.password.len() > auth::MAX_PASSWORD_BYTES
+        {
+            return Err(refused());
+        }
+        let name = req.username.clone();
+        let candidates = self
+            .node
+            .db
+            .call(move |s| meta::users::accounts_named(s.conn(), &name))
+            .await?;
+        let pw = req.password.clone();
+        let account = tokio::task::spawn_blocking(move || {
+            candidates
+                .into_iter()
+                .find(|a| auth::verify_password(&pw, &a.password_hash))
+        })
+        .await
+        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+        let Some(account) = account else {
+            return Err(refused());
+        };
+        let (session, token, digest) = auth::new_token();
+        let expires = self.node.hlc.wall_ms() + auth::TOKEN_TTL_MS;
+        let user_id = account.user_id.clone();
+        let written = self
+            .node
+            .db
+            .call(move |s| meta::users::create_session(s, &session, &user_id, digest, expires))
+            .await?;
+        self.node.publish(written, None);
+        // Told at every login while it lasts: the name registered is held by an
+        // earlier registration of it.
+        let renamed_from = if account.renamed() {
+            account.registered.clone()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::LoginResponse {
+            token,
+            user_id: account.user_id,
+            username: account.name,
+            expires_at_ms: expires,
+            renamed_from,
+        }))
+    }
+
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let Some(caller) = self.caller(&request).await? else {
+            return Err(ControllerError::Unauthenticated("not logged in".into()).into());
+        };
+        let session = caller.session_id.clone();
+        let written = self
+            .node
+            .db
+            .call(move |s| meta::users::revoke_session(s, &session))
+            .await?;
+        self.node.publish(written, None);
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let Some(caller) = self.caller(&request).await? else {
+            return Err(ControllerError::Unauthenticated("not logged in".into()).into());
+        };
+        let id = caller.user_id.clone();
+        let account = self
+            .node
+            .db
+            .call(move |s| meta::users::account(s.conn(), &id))
+            .await?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            user_id: caller.user_id,
+            username: caller.name,
+            registered_as: account.map(|a| a.registered).unwrap_or_default(),
+            expires_at_ms: caller.expires_at_ms,
         }))
     }
 

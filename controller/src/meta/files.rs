@@ -100,6 +100,17 @@ pub fn current_file(conn: &Connection, owner: &str, name: &str) -> Result<Option
     current_of(conn, owner, name, &files)
 }
 
+/// The live file version `id`, whoever owns it.
+pub fn file_by_id(conn: &Connection, id: &FileId) -> Result<Option<FileRecord>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {FILE_COLS} FROM files WHERE file_id = ?1 AND deleted = 0"),
+            params![id.to_string()],
+            read_file,
+        )
+        .optional()?)
+}
+
 /// A specific live version of `owner/name`.
 pub fn file_version(
     conn: &Connection,
@@ -138,6 +149,41 @@ pub fn list_current(conn: &Connection, owner: &str, prefix: &str) -> Result<Vec<
         }
         i = j;
     }
+    Ok(out)
+}
+
+/// The current version of every live name of every owner, by owner then name.
+pub fn list_all_current(conn: &Connection) -> Result<Vec<FileRecord>> {
+    let owners: Vec<String> = conn
+        .prepare_cached("SELECT DISTINCT owner FROM files WHERE deleted = 0 ORDER BY owner")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for owner in owners {
+        out.extend(list_current(conn, &owner, "")?);
+    }
+    Ok(out)
+}
+
+/// The current version of every live name of any owner but `except` whose
+/// current version is public and whose name starts with `prefix`, by name.
+pub fn list_public(conn: &Connection, except: &str, prefix: &str) -> Result<Vec<FileRecord>> {
+    let owners: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT owner FROM files
+              WHERE public = 1 AND deleted = 0 AND owner != ?1 AND substr(name, 1, length(?2)) = ?2",
+        )?
+        .query_map(params![except, prefix], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for owner in owners {
+        out.extend(
+            list_current(conn, &owner, prefix)?
+                .into_iter()
+                .filter(|f| f.public),
+        );
+    }
+    out.sort_by(|a, b| (&a.name, &a.owner).cmp(&(&b.name, &b.owner)));
     Ok(out)
 }
 

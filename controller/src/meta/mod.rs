@@ -9,7 +9,8 @@
 //! - `files.rs`: file versions, names, deletions;
 //! - `locations.rs`: chunk lists and where chunks are;
 //! - `nodes.rs`: controllers, chunkservers, origins, membership;
-//! - `log.rs`: coverage, the clock floor, members' reports.
+//! - `log.rs`: coverage, the clock floor, members' reports;
+//! - `users.rs`: accounts, who holds a name, login sessions.
 //!
 //! SQLite calls block: they run on the blocking pool through [`Db::call`], on one
 //! connection behind a `std` mutex (held only inside the blocking closure, never
@@ -21,6 +22,7 @@ pub mod log;
 pub mod nodes;
 pub mod rows;
 pub mod schema;
+pub mod users;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -20,6 +20,7 @@ fn own_cols(t: Table) -> &'static str {
         Table::ChunkserverNodes => "grpc_addr, http_addr, healthy",
         Table::ControllerNodes => "grpc_addr, http_addr",
         Table::Origins => "node_id, started_at_ms",
+        Table::Sessions => "user_id, secret_sha256, expires_at_ms",
         Table::ChunkLocations | Table::Deletions => "NULL",
     }
 }
@@ -34,6 +35,7 @@ pub fn key_expr(t: Table) -> &'static str {
         Table::ControllerNodes => "node_id",
         Table::Deletions => "owner || char(10) || name",
         Table::Origins => "origin_key",
+        Table::Sessions => "session_id",
     }
 }
 
@@ -47,6 +49,7 @@ fn key_where(t: Table) -> &'static str {
         Table::ControllerNodes => "node_id = ?1",
         Table::Deletions => "owner = ?1 AND name = ?2",
         Table::Origins => "origin_key = ?1",
+        Table::Sessions => "session_id = ?1",
     }
 }
 
@@ -140,6 +143,11 @@ fn read_body(table: Table, r: &Row<'_>) -> rusqlite::Result<Body> {
         Table::Origins => Body::Origin {
             node_id: NodeId::new(r.get::<_, String>(0)?).map_err(|e| bad("node_id", e))?,
             started_at_ms: r.get::<_, i64>(1)? as u64,
+        },
+        Table::Sessions => Body::Session {
+            user_id: r.get(0)?,
+            secret_sha256: r.get(1)?,
+            expires_at_ms: r.get::<_, i64>(2)? as u64,
         },
     })
 }
@@ -246,6 +254,16 @@ pub fn upsert(conn: &Connection, rec: &Record) -> rusqlite::Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ))?
             .execute(params![a, node_id.as_str(), *started_at_ms as i64, vc, hlc, origin, seq, del])?,
+        Body::Session {
+            user_id,
+            secret_sha256,
+            expires_at_ms,
+        } => conn
+            .prepare_cached(&format!(
+                "INSERT OR REPLACE INTO sessions (session_id, user_id, secret_sha256, expires_at_ms, {META_COLS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?
+            .execute(params![a, user_id, secret_sha256, *expires_at_ms as i64, vc, hlc, origin, seq, del])?,
     };
     Ok(())
 }

@@ -137,6 +137,21 @@ const MIGRATIONS: &[Migration] = &[
     // node id, vector clocks of dots, chunkserver observations per observing
     // controller, the origins table, cleared-range bookkeeping and the clock floor.
     Migration::Code(to_origins),
+    // 4: login sessions (SPEC §5), replicated like every table.
+    Migration::Sql(
+        r#"
+    CREATE TABLE sessions (
+        session_id TEXT PRIMARY KEY,
+        user_id TEXT NOT NULL,
+        secret_sha256 TEXT NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        vclock TEXT NOT NULL, hlc INTEGER NOT NULL, origin INTEGER NOT NULL, seq INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sessions_tombstones ON sessions(hlc) WHERE deleted = 1;
+    CREATE INDEX sessions_user ON sessions(user_id);
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

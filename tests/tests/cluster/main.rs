@@ -13,3 +13,4 @@ mod t57_operator_faults;
 mod t60_repair;
 mod t70_fault_run;
 mod t80_search;
+mod t85_accounts;

@@ -183,6 +183,7 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
         .download(pb::DownloadRequest {
             name: "x".into(),
             version: "not-a-uuid".into(),
+            owner: String::new(),
         })
         .await
         .expect_err("bad version");
