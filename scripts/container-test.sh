@@ -72,10 +72,12 @@ run_node() { # name role [network]
   containers+=("$1")
 }
 ip_of() { docker inspect -f "{{(index .NetworkSettings.Networks \"${2:-$net}\").IPAddress}}" "$1"; }
+# The CLI keeps its login in /out/cli-config (XDG_CONFIG_HOME), shared by every CLI container.
+cli_env=(-e XDG_CONFIG_HOME=/out/cli-config)
 cli() { # controller-address args...   (CLI_NET picks the network, default the main one)
   local c=$1; shift
-  docker run --rm --network "${CLI_NET:-$net}" -v "$books:/books:ro" -v "$work:/out" redcloud-controller:latest \
-    redcloud --controller "$c" "$@"
+  docker run --rm --network "${CLI_NET:-$net}" -v "$books:/books:ro" -v "$work:/out" "${cli_env[@]}" \
+    redcloud-controller:latest redcloud --controller "$c" "$@"
 }
 digest() { cli "$(ip_of "$1"):8700" cluster status --json | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2; }
 wait_for() { # seconds description command...
@@ -112,6 +114,9 @@ mapfile -t all < <(ls "$books")
 # Held back for the kill phase: the 20 largest books.
 mapfile -t late < <(ls -S "$books" | head -20)
 mapfile -t first < <(printf '%s\n' "${all[@]}" "${late[@]}" | sort | uniq -u)
+step "an account (registered through the alias; the CLI keeps the login)"
+echo tester-password | docker run --rm -i --network "$net" -v "$work:/out" "${cli_env[@]}" \
+  redcloud-controller:latest redcloud --controller controller register tester --password-stdin >/dev/null
 step "uploading ${#first[@]} books through the alias"
 cli controller upload "${first[@]/#//books/}" >/dev/null
 wait_for 90 "controllers converge" converged
@@ -170,7 +175,7 @@ chunks_on() { # container: chunk files in its data volume, counted on the host
 before=$(chunks_on cs-1-$$)
 grew() { [ "$(chunks_on cs-1-$$)" -ge $((before + 8)) ]; }
 up=cli-up-$$
-docker run -d --name "$up" --network "$net" -v "$books:/books:ro" -v "$work:/out" redcloud-controller:latest \
+docker run -d --name "$up" --network "$net" -v "$books:/books:ro" -v "$work:/out" "${cli_env[@]}" redcloud-controller:latest \
   redcloud --controller "$(ip_of ctl-1-$$):8700,controller" upload /out/omnibus2.txt "${rest[@]/#//books/}" >/dev/null
 containers+=("$up")
 wait_for 60 "the upload has stored 8 chunks on cs-1" grew

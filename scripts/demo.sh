@@ -65,8 +65,14 @@ for i in 0 1 2; do
   done
 done
 
-echo "==> uploading ${#books[@]} book(s) through controller 0"
-"$bin/redcloud" --controller "$(ctl_grpc 0)" upload "${books[@]}"
+# The demo's own login, kept beside its data (not in your ~/.config).
+export XDG_CONFIG_HOME="$PWD/$data/cli"
+echo "==> an account for the demo (books belong to accounts)"
+if ! echo demo-password | "$bin/redcloud" --controller "$(ctl_grpc 0)" register demo --password-stdin 2>/dev/null; then
+  echo demo-password | "$bin/redcloud" --controller "$(ctl_grpc 0)" login demo --password-stdin
+fi
+echo "==> uploading ${#books[@]} book(s) through controller 0 (public: readable without an account)"
+"$bin/redcloud" --controller "$(ctl_grpc 0)" upload --public "${books[@]}"
 echo "==> waiting for the controllers to converge (equal state digests)"
 digests() {
   for i in 0 1 2; do
@@ -117,6 +123,6 @@ digests
 if [ "$keep" = 1 ]; then
   echo
   echo "The cluster keeps running (pids ${pids[*]}). Try:"
-  echo "  export REDCLOUD_CONTROLLER=$all_grpc; $bin/redcloud ls"
+  echo "  export REDCLOUD_CONTROLLER=$all_grpc XDG_CONFIG_HOME=$PWD/$data/cli; $bin/redcloud ls"
   echo "Stop it with: kill ${pids[*]}"
 fi

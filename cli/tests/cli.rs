@@ -5,33 +5,41 @@ use std::process::{Command, Output};
 
 use redcloud_tests::TestCluster;
 
-fn redcloud(controller: &str, args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_redcloud"))
-        .arg("--controller")
+fn redcloud(controller: &str, token: Option<&str>, args: &[String]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_redcloud"));
+    c.arg("--controller")
         .arg(controller)
         .args(args)
         .env_remove("REDCLOUD_CONTROLLER")
         .env_remove("REDCLOUD_TOKEN")
-        // No saved login of whoever runs the tests: anonymous.
+        // Never the saved login of whoever runs the tests.
         .env(
             "XDG_CONFIG_HOME",
             std::env::temp_dir().join("redcloud-cli-test-no-login"),
-        )
-        .output()
-        .expect("run redcloud")
+        );
+    if let Some(t) = token {
+        c.env("REDCLOUD_TOKEN", t);
+    }
+    c.output().expect("run redcloud")
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Runs the CLI on a blocking thread, so the in-process cluster keeps being served.
-async fn run(controller: &str, args: &[&str]) -> Output {
+/// Runs the CLI on a blocking thread, so the in-process cluster keeps being served;
+/// logged in as the test account (`REDCLOUD_TOKEN`).
+async fn run_at(cluster: &TestCluster, controller: &str, args: &[&str]) -> Output {
     let controller = controller.to_string();
+    let token = cluster.token.clone();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || redcloud(&controller, &args))
+    tokio::task::spawn_blocking(move || redcloud(&controller, token.as_deref(), &args))
         .await
         .expect("join")
+}
+
+async fn run(cluster: &TestCluster, args: &[&str]) -> Output {
+    run_at(cluster, &cluster.controller_addr(0), args).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +56,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     let dest_s = dest.to_str().expect("utf-8");
 
     // Upload several files at once.
-    let out = run(&ctl, &["upload", a_s, b_s]).await;
+    let out = run(&cluster, &["upload", a_s, b_s]).await;
     assert!(out.status.success(), "upload failed: {}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("uploaded alpha.txt"),
@@ -56,7 +64,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         text(&out.stdout)
     );
 
-    let out = run(&ctl, &["ls", "--json"]).await;
+    let out = run(&cluster, &["ls", "--json"]).await;
     assert!(out.status.success());
     let files: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ls --json is JSON");
     let names: Vec<&str> = files
@@ -67,7 +75,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         .collect();
     assert_eq!(names, ["alpha.txt", "beta.txt"]);
 
-    let out = run(&ctl, &["download", "alpha.txt", "-o", dest_s]).await;
+    let out = run(&cluster, &["download", "alpha.txt", "-o", dest_s]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         std::fs::read(&dest).expect("read"),
@@ -78,7 +86,11 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     let many = dir.path().join("many");
     std::fs::create_dir(&many).expect("mkdir");
     let many_s = many.to_str().expect("utf-8");
-    let out = run(&ctl, &["download", "alpha.txt", "beta.txt", "-o", many_s]).await;
+    let out = run(
+        &cluster,
+        &["download", "alpha.txt", "beta.txt", "-o", many_s],
+    )
+    .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     for (name, src) in [("alpha.txt", &a), ("beta.txt", &b)] {
         assert_eq!(
@@ -86,7 +98,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
             std::fs::read(src).expect("read")
         );
     }
-    let out = run(&ctl, &["download", "alpha.txt", "beta.txt", "-o", a_s]).await;
+    let out = run(&cluster, &["download", "alpha.txt", "beta.txt", "-o", a_s]).await;
     assert_eq!(out.status.code(), Some(2), "a file as the directory");
     assert!(
         text(&out.stderr).contains("must be an existing directory"),
@@ -94,7 +106,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         text(&out.stderr)
     );
 
-    let out = run(&ctl, &["stat", "alpha.txt", "--json"]).await;
+    let out = run(&cluster, &["stat", "alpha.txt", "--json"]).await;
     assert!(out.status.success());
     let stat: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stat --json is JSON");
     assert_eq!(
@@ -104,21 +116,21 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
             .len(),
         3
     );
-    let out = run(&ctl, &["stat", "alpha.txt"]).await;
+    let out = run(&cluster, &["stat", "alpha.txt"]).await;
     assert!(
         text(&out.stdout).contains("3 copies"),
         "{}",
         text(&out.stdout)
     );
 
-    let out = run(&ctl, &["cluster", "status", "--json"]).await;
+    let out = run(&cluster, &["cluster", "status", "--json"]).await;
     assert!(out.status.success());
     let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json is JSON");
     assert_eq!(
         st["chunkservers"].as_array().expect("chunkservers").len(),
         3
     );
-    let out = run(&ctl, &["cluster", "status"]).await;
+    let out = run(&cluster, &["cluster", "status"]).await;
     assert!(
         text(&out.stdout).contains("3 healthy"),
         "{}",
@@ -126,14 +138,14 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     );
 
     // A second upload of a name makes a new version; `versions` lists both.
-    let out = run(&ctl, &["upload", a_s]).await;
+    let out = run(&cluster, &["upload", a_s]).await;
     assert!(out.status.success());
-    let out = run(&ctl, &["versions", "alpha.txt", "--json"]).await;
+    let out = run(&cluster, &["versions", "alpha.txt", "--json"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("versions --json is JSON");
     assert_eq!(v.as_array().expect("array").len(), 2);
-    let out = run(&ctl, &["versions", "alpha.txt"]).await;
+    let out = run(&cluster, &["versions", "alpha.txt"]).await;
     assert!(
         text(&out.stdout).contains("current"),
         "{}",
@@ -145,11 +157,11 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         text(&out.stdout)
     );
 
-    let out = run(&ctl, &["rm", "beta.txt"]).await;
+    let out = run(&cluster, &["rm", "beta.txt"]).await;
     assert!(out.status.success());
 
     // Not found: exit 4, and a failed download leaves an existing output file alone.
-    let out = run(&ctl, &["download", "beta.txt", "-o", dest_s]).await;
+    let out = run(&cluster, &["download", "beta.txt", "-o", dest_s]).await;
     assert_eq!(out.status.code(), Some(4));
     assert!(
         text(&out.stderr).contains("'beta.txt' not found"),
@@ -160,28 +172,28 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         std::fs::read(&dest).expect("read"),
         std::fs::read(&a).expect("read")
     );
-    let out = run(&ctl, &["rm", "no-such-book.txt"]).await;
+    let out = run(&cluster, &["rm", "no-such-book.txt"]).await;
     assert_eq!(out.status.code(), Some(4));
 
     // Bad arguments: exit 2.
     assert_eq!(
-        run(&ctl, &["upload"]).await.status.code(),
+        run(&cluster, &["upload"]).await.status.code(),
         Some(2),
         "missing arguments"
     );
     assert_eq!(
-        run(&ctl, &["frobnicate"]).await.status.code(),
+        run(&cluster, &["frobnicate"]).await.status.code(),
         Some(2),
         "unknown command"
     );
-    let out = run(&ctl, &["upload", a_s, b_s, "--name", "x"]).await;
+    let out = run(&cluster, &["upload", a_s, b_s, "--name", "x"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("single file"),
         "{}",
         text(&out.stderr)
     );
-    let out = run(&ctl, &["download", "alpha.txt", "--version", "v7"]).await;
+    let out = run(&cluster, &["download", "alpha.txt", "--version", "v7"]).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("version"),
@@ -191,7 +203,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
 
     // A missing local file: exit 1, naming the file.
     let missing = dir.path().join("missing.txt");
-    let out = run(&ctl, &["upload", missing.to_str().expect("utf-8")]).await;
+    let out = run(&cluster, &["upload", missing.to_str().expect("utf-8")]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("missing.txt"),
@@ -200,7 +212,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     );
 
     // An unreachable controller: exit 3.
-    let unreachable = run("127.0.0.1:1", &["ls"]).await;
+    let unreachable = run_at(&cluster, "127.0.0.1:1", &["ls"]).await;
     assert_eq!(unreachable.status.code(), Some(3));
     assert!(
         text(&unreachable.stderr).contains("cannot reach any controller"),
@@ -209,7 +221,7 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
     );
 
     // Failover: a dead address first, then the live controller.
-    let out = run(&format!("127.0.0.1:1,{ctl}"), &["ls"]).await;
+    let out = run_at(&cluster, &format!("127.0.0.1:1,{ctl}"), &["ls"]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("alpha.txt"));
     assert!(!text(&unreachable.stderr).contains("panicked"));

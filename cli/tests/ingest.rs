@@ -52,8 +52,10 @@ fn serve(root: PathBuf) -> String {
     format!("http://{addr}")
 }
 
-async fn redcloud(controller: &str, args: &[&str]) -> Output {
-    let controller = controller.to_string();
+/// Runs the CLI logged in as the test account of `cluster` (`REDCLOUD_TOKEN`).
+async fn redcloud(cluster: &TestCluster, args: &[&str]) -> Output {
+    let controller = cluster.controller_addr(0);
+    let token = cluster.token.clone().unwrap_or_default();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_redcloud"))
@@ -61,6 +63,7 @@ async fn redcloud(controller: &str, args: &[&str]) -> Output {
             .arg(&controller)
             .args(&args)
             .env_remove("REDCLOUD_CONTROLLER")
+            .env("REDCLOUD_TOKEN", &token)
             .env_remove("REDCLOUD_GUTENBERG_MIRROR")
             .env_remove("REDCLOUD_GUTENBERG_LAYOUT")
             .output()
@@ -77,12 +80,11 @@ fn text(b: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_from_a_local_mirror() {
     let cluster = TestCluster::start().await;
-    let ctl = cluster.controller_addr(0);
     let mirror = serve(corpus::dir());
     let layout = "books/pg{id}.txt";
 
     let out = redcloud(
-        &ctl,
+        &cluster,
         &[
             "ingest",
             "gutenberg",
@@ -105,7 +107,7 @@ async fn ingest_from_a_local_mirror() {
     for id in [11, 2701] {
         let dest = dir.path().join(format!("pg{id}.txt"));
         let out = redcloud(
-            &ctl,
+            &cluster,
             &[
                 "download",
                 &format!("pg{id}.txt"),
@@ -124,7 +126,7 @@ async fn ingest_from_a_local_mirror() {
 
     // An ebook the mirror does not have: not found (exit 4), the others still stored.
     let out = redcloud(
-        &ctl,
+        &cluster,
         &[
             "ingest",
             "gutenberg",
@@ -148,7 +150,7 @@ async fn ingest_from_a_local_mirror() {
     let dead = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
     let out = redcloud(
-        &ctl,
+        &cluster,
         &[
             "ingest",
             "gutenberg",
@@ -169,7 +171,7 @@ async fn ingest_from_a_local_mirror() {
         &["ingest", "gutenberg", "11", "--mirror", "ftp://x"][..],
         &["ingest", "gutenberg", "11", "--layout", "no-id.txt"][..],
     ] {
-        let out = redcloud(&ctl, args).await;
+        let out = redcloud(&cluster, args).await;
         assert_eq!(
             out.status.code(),
             Some(2),

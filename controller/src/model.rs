@@ -51,7 +51,8 @@ pub struct ChunkserverRecord {
     pub http_addr: String,
 }
 
-/// The owner of files uploaded without an account (accounts arrive with §5).
+/// The owner of books stored before accounts existed: readable by everyone,
+/// writable by nobody (uploads and deletes need an account).
 pub const ANONYMOUS: &str = "anonymous";
 
 /// One version of a name, as `redcloud versions` shows it.

@@ -89,8 +89,19 @@ fn own_namespace(caller: &Option<Caller>) -> String {
         .unwrap_or_else(|| ANONYMOUS.to_string())
 }
 
-/// Whether `caller` may read `f`: its own, public, or an anonymous upload (books
-/// stored before accounts, or without a token).
+/// The account a write is made as; a call without a token may not write.
+fn writer<'a>(caller: &'a Option<Caller>, what: &str) -> Result<&'a Caller, Status> {
+    caller.as_ref().ok_or_else(|| {
+        ControllerError::Unauthenticated(format!(
+            "log in to {what}: `redcloud login NAME` (or `redcloud register NAME`); without \
+             an account you may list, download and search public books only"
+        ))
+        .into()
+    })
+}
+
+/// Whether `caller` may read `f`: its own, public, or owned by `anonymous` (books
+/// stored before accounts existed, readable by everyone and writable by nobody).
 fn readable(f: &FileRecord, caller: &Option<Caller>) -> bool {
     f.public || f.owner == ANONYMOUS || caller.as_ref().is_some_and(|c| c.user_id == f.owner)
 }
@@ -134,6 +145,7 @@ impl Controller for ControllerService {
         request: Request<Streaming<pb::UploadRequest>>,
     ) -> Result<Response<pb::UploadResponse>, Status> {
         let caller = self.caller(&request).await?;
+        let owner = writer(&caller, "upload")?.user_id.clone();
         let mut stream = request.into_inner();
         let start = match stream.message().await? {
             Some(pb::UploadRequest {
@@ -147,7 +159,7 @@ impl Controller for ControllerService {
             None => return Err(Status::invalid_argument("empty Upload stream")),
         };
         let start = UploadStart {
-            owner: own_namespace(&caller),
+            owner,
             name: start.name,
             size: start.size,
             public: start.public,
@@ -251,9 +263,9 @@ impl Controller for ControllerService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let caller = self.caller(&request).await?;
+        let own = writer(&caller, "delete")?.user_id.clone();
         let name = convert::required("name", &request.get_ref().name)?.to_string();
         let n = name.clone();
-        let own = own_namespace(&caller);
         let (deleted, written) = self
             .node
             .db

@@ -520,7 +520,8 @@ async fn controller_rss(cluster: &TestCluster, files: usize, bin: &Path) -> serd
 
     // A few client calls on its gRPC port (not List: 100,000 files exceed its
     // message limit).
-    let mut client = redcloud_cli::Client::connect(std::slice::from_ref(&grpc))
+    let mut client = cluster
+        .connect(std::slice::from_ref(&grpc))
         .await
         .unwrap_or_else(|e| panic!("connect to the controller process at {grpc}: {e}"));
     let ops = Instant::now();

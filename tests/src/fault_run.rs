@@ -200,7 +200,13 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
     for c in 0..cfg.clients {
         let rng = StdRng::seed_from_u64(master.random());
         let addrs = addrs.clone();
-        clients.push(tokio::spawn(client_loop(c, rng, addrs, deadline)));
+        clients.push(tokio::spawn(client_loop(
+            c,
+            rng,
+            addrs,
+            cluster.token.clone(),
+            deadline,
+        )));
     }
 
     let mut report = FaultRunReport {
@@ -280,7 +286,7 @@ pub async fn run(cfg: FaultRunConfig) -> FaultRunReport {
         if report.files_converged_ms.is_none() {
             let mut lists = Vec::new();
             for i in &all {
-                let l = match Client::connect(&[cluster.controller_addr(*i)]).await {
+                let l = match cluster.connect(&[cluster.controller_addr(*i)]).await {
                     Ok(mut c) => c.list("").await.ok(),
                     Err(_) => None,
                 };
@@ -589,7 +595,7 @@ async fn forget_pending(cluster: &TestCluster, f: &mut FaultState) -> bool {
         let mut done = true;
         for addr in &running {
             let r = tokio::time::timeout(OP_TIMEOUT, async {
-                let mut c = Client::connect(std::slice::from_ref(addr)).await?;
+                let mut c = cluster.connect(std::slice::from_ref(addr)).await?;
                 c.forget_node(&id, true).await
             })
             .await;
@@ -938,8 +944,17 @@ async fn client_loop(
     id: usize,
     mut rng: StdRng,
     addrs: Vec<String>,
+    token: Option<String>,
     deadline: Instant,
 ) -> ClientResult {
+    let connect = |order: Vec<String>| {
+        let token = token.clone();
+        async move {
+            let mut c = Client::connect(&order).await?;
+            c.set_token(token.as_deref())?;
+            Ok::<_, ClientError>(c)
+        }
+    };
     let mut names: BTreeMap<String, NameLog> = BTreeMap::new();
     let mut ops: BTreeMap<String, u64> = BTreeMap::new();
     let mut why: BTreeMap<String, u64> = BTreeMap::new();
@@ -978,7 +993,7 @@ async fn client_loop(
         if roll < 30 && !deletable.is_empty() {
             let name = deletable[rng.random_range(0..deletable.len())].clone();
             let r = tokio::time::timeout(OP_TIMEOUT, async {
-                let mut c = Client::connect(&order).await?;
+                let mut c = connect(order.clone()).await?;
                 c.delete(&name).await
             })
             .await;
@@ -1038,7 +1053,7 @@ async fn client_loop(
         let data = text(&mut rng, len);
         let sha = hex::encode(Sha256::digest(&data));
         let r = tokio::time::timeout(OP_TIMEOUT, async {
-            let mut c = Client::connect(&order).await?;
+            let mut c = connect(order.clone()).await?;
             c.upload_bytes(data, &name, false).await
         })
         .await;
@@ -1095,7 +1110,7 @@ async fn check(cluster: &TestCluster, ledger: &BTreeMap<String, NameLog>, r: &mu
     r.names_checked = ledger.len();
     let mut versions = 0;
     for i in 0..cluster.controllers.len() {
-        let mut client = match Client::connect(&[cluster.controller_addr(i)]).await {
+        let mut client = match cluster.connect(&[cluster.controller_addr(i)]).await {
             Ok(c) => c,
             Err(e) => {
                 r.anomalies

@@ -351,8 +351,15 @@ pub struct TestCluster {
     pub chunkservers: Vec<NodeHandle>,
     /// The secret the nodes share, if any; the chunk-API helper sends it.
     pub cluster_secret: Option<String>,
+    /// The token of the test account ([`TEST_USER`]), made when the cluster
+    /// started and known to every controller; clients send it.
+    pub token: Option<String>,
     _dir: tempfile::TempDir,
 }
+
+/// The account every test cluster has, and its password.
+pub const TEST_USER: &str = "tester";
+pub const TEST_PASSWORD: &str = "tester-password";
 
 impl TestCluster {
     /// 1 controller and 3 chunkservers, `MIN_CHUNK_REPLICAS` 2.
@@ -405,17 +412,72 @@ impl TestCluster {
         for n in controllers.iter_mut().chain(chunkservers.iter_mut()) {
             n.start();
         }
-        let cluster = TestCluster {
+        let mut cluster = TestCluster {
             controllers,
             chunkservers,
             cluster_secret: spec.cluster_secret.clone(),
+            token: None,
             _dir: dir,
         };
         let want = spec.chunkservers;
         for i in 0..spec.controllers {
             cluster.wait_healthy_chunkservers(i, want).await;
         }
+        if spec.controllers > 0 {
+            cluster.token = Some(cluster.make_test_account().await);
+        }
         cluster
+    }
+
+    /// Registers [`TEST_USER`] through controller 0, logs in, and waits until every
+    /// controller accepts the token.
+    async fn make_test_account(&self) -> String {
+        let mut c = self.anonymous_client_of(0).await;
+        c.register(TEST_USER, TEST_PASSWORD)
+            .await
+            .expect("register the test account");
+        let token = c
+            .login(TEST_USER, TEST_PASSWORD)
+            .await
+            .expect("log in as the test account")
+            .token;
+        for i in 0..self.controllers.len() {
+            let t = token.clone();
+            wait_until(
+                &format!("controller {i} accepts the test account's token"),
+                Duration::from_secs(60),
+                || {
+                    let t = t.clone();
+                    async move {
+                        let mut c = self.anonymous_client_of(i).await;
+                        c.set_token(Some(&t)).is_ok() && c.whoami().await.is_ok()
+                    }
+                },
+            )
+            .await;
+        }
+        token
+    }
+
+    /// A client of the addresses `addrs`, logged in as the test account.
+    pub async fn connect(
+        &self,
+        addrs: &[String],
+    ) -> Result<redcloud_cli::Client, redcloud_cli::ClientError> {
+        let mut c = redcloud_cli::Client::connect(addrs).await?;
+        c.set_token(self.token.as_deref())?;
+        Ok(c)
+    }
+
+    /// A gRPC request carrying the test account's token (for raw clients).
+    pub fn authed<T>(&self, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        if let Some(t) = &self.token
+            && let Ok(v) = format!("Bearer {t}").parse()
+        {
+            r.metadata_mut().insert("authorization", v);
+        }
+        r
     }
 
     /// Waits until controller `i` reports `n` healthy chunkservers.
@@ -601,8 +663,15 @@ impl TestCluster {
         .await;
     }
 
-    /// A client connected to controller `i` only.
+    /// A client connected to controller `i` only, logged in as the test account.
     pub async fn client_of(&self, i: usize) -> redcloud_cli::Client {
+        self.connect(&[self.controller_addr(i)])
+            .await
+            .unwrap_or_else(|e| panic!("connect to controller {i}: {e}"))
+    }
+
+    /// A client connected to controller `i` only, without a token.
+    pub async fn anonymous_client_of(&self, i: usize) -> redcloud_cli::Client {
         redcloud_cli::Client::connect(&[self.controller_addr(i)])
             .await
             .unwrap_or_else(|e| panic!("connect to controller {i}: {e}"))
@@ -664,9 +733,9 @@ impl TestCluster {
         self.controllers[i].grpc_addr.to_string()
     }
 
-    /// A client connected to controller 0.
+    /// A client connected to controller 0, logged in as the test account.
     pub async fn client(&self) -> redcloud_cli::Client {
-        redcloud_cli::Client::connect(&[self.controller_addr(0)])
+        self.connect(&[self.controller_addr(0)])
             .await
             .expect("connect to controller 0")
     }

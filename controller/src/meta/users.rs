@@ -41,6 +41,11 @@ pub fn check_username(name: &str) -> std::result::Result<(), String> {
     if name.is_empty() || name.len() > MAX_USERNAME_BYTES {
         return Err(format!("a user name is 1-{MAX_USERNAME_BYTES} bytes"));
     }
+    if name == crate::model::ANONYMOUS {
+        return Err(format!(
+            "{name:?} names the books stored before accounts existed: choose another name"
+        ));
+    }
     if !name
         .chars()
         .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))

@@ -161,15 +161,18 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
         ),
     ];
     for (msgs, expect) in cases {
-        let e = ctl.upload(upload_msgs(msgs)).await.expect_err(expect);
+        let e = ctl
+            .upload(cluster.authed(upload_msgs(msgs)))
+            .await
+            .expect_err(expect);
         assert_eq!(e.code(), Code::InvalidArgument, "{expect}: {e}");
         assert!(e.message().contains(expect), "expected {expect:?} in {e}");
     }
     let e = ctl
-        .upload(upload_msgs(vec![
+        .upload(cluster.authed(upload_msgs(vec![
             start("big.txt", 10 << 20),
             Msg::Data(big.clone()),
-        ]))
+        ])))
         .await
         .expect_err("oversized");
     assert!(
@@ -196,6 +199,13 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
             .files
             .is_empty()
     );
+
+    // Without a token, no upload is even read.
+    let e = ctl
+        .upload(upload_msgs(vec![start("anon.txt", 3)]))
+        .await
+        .expect_err("anonymous upload");
+    assert_eq!(e.code(), Code::Unauthenticated, "{e}");
 
     // Internal HTTP: malformed and oversized heartbeats.
     let http = redcloud_common::http::HttpClient::new(std::time::Duration::from_secs(5), None);

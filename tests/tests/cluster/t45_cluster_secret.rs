@@ -44,8 +44,9 @@ async fn internal_calls_without_the_cluster_secret_are_refused() {
         Duration::from_secs(20),
         || {
             let (addr1, data) = (addr1.clone(), data.clone());
+            let cluster = &cluster;
             async move {
-                let Ok(mut c1) = redcloud_cli::Client::connect(&[addr1]).await else {
+                let Ok(mut c1) = cluster.connect(&[addr1]).await else {
                     return false;
                 };
                 matches!(c1.download_bytes("tale.txt", None).await, Ok((_, d)) if d == data)

@@ -224,8 +224,22 @@ async fn uploads_of_a_controller_nobody_has_heard_of_keep_their_chunks() {
     }
     cluster.point_chunkservers_at(&x_http);
     cluster.wait_healthy_chunkservers(x, 2).await;
-    upload(&cluster, x, "reused.txt").await;
-    upload(&cluster, x, "only-here.txt").await;
+    // Nobody has heard of it, so it knows no account either: its user registers
+    // there.
+    let mut xc = cluster.anonymous_client_of(x).await;
+    xc.register("xuser", "xuser-password")
+        .await
+        .expect("register on the unknown controller");
+    let xtoken = xc
+        .login("xuser", "xuser-password")
+        .await
+        .expect("login there")
+        .token;
+    for name in ["reused.txt", "only-here.txt"] {
+        xc.upload_bytes(book(name), name, false)
+            .await
+            .unwrap_or_else(|e| panic!("upload {name} on the unknown controller: {e}"));
+    }
     let node0 = cluster.controllers[0].controller().clone();
     let started = Instant::now();
     let grace = redcloud_controller::config::MIN_CHUNK_GC_GRACE;
@@ -241,16 +255,21 @@ async fn uploads_of_a_controller_nobody_has_heard_of_keep_their_chunks() {
         },
     )
     .await;
-    assert!(downloads(&cluster, x, "reused.txt").await);
-    assert!(downloads(&cluster, x, "only-here.txt").await);
+    let downloads_as_x = |i: usize, name: &'static str| {
+        let (c, t) = (&cluster, xtoken.clone());
+        async move {
+            let mut client = c.anonymous_client_of(i).await;
+            client.set_token(Some(&t)).expect("token");
+            matches!(client.download_bytes(name, None).await, Ok((_, d)) if d == book(name))
+        }
+    };
+    assert!(downloads_as_x(x, "reused.txt").await);
+    assert!(downloads_as_x(x, "only-here.txt").await);
     cluster.heal();
     cluster.wait_converged(&[0, 1, x], DEADLINE).await;
     for i in [0, 1, x] {
-        assert!(downloads(&cluster, i, "reused.txt").await, "controller {i}");
-        assert!(
-            downloads(&cluster, i, "only-here.txt").await,
-            "controller {i}"
-        );
+        assert!(downloads_as_x(i, "reused.txt").await, "controller {i}");
+        assert!(downloads_as_x(i, "only-here.txt").await, "controller {i}");
     }
 }
 

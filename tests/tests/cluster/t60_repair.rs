@@ -361,10 +361,8 @@ async fn a_chunk_offered_again_by_an_upload_is_not_collected_by_another_controll
     ))
     .await
     .expect("connect to controller 0");
-    let upload = tokio::spawn(async move {
-        raw.upload(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-    });
+    let request = cluster.authed(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let upload = tokio::spawn(async move { raw.upload(request).await });
     tx.send(msg(Msg::Data(data[..data.len() - 1].to_vec().into())))
         .await
         .expect("send data");

@@ -1,7 +1,8 @@
-//! Accounts (SPEC §5, issue 12): users own their books, private by default; a
-//! token from one controller works on every controller once they have converged,
-//! and logout revokes it everywhere; two registrations of one name on opposite
-//! sides of a partition both keep their books.
+//! Accounts (SPEC §5, issue 12): users own their books, private by default, and
+//! without an account nothing can be written; a token from one controller works on
+//! every controller once they have converged, and logout revokes it everywhere;
+//! two registrations of one name on opposite sides of a partition both keep their
+//! books.
 
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ fn text(words: &str) -> Bytes {
 }
 
 async fn logged_in(c: &TestCluster, i: usize, user: &str, pw: &str) -> Client {
-    let mut client = c.client_of(i).await;
+    let mut client = c.anonymous_client_of(i).await;
     client
         .login(user, pw)
         .await
@@ -41,7 +42,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
         ..Default::default()
     })
     .await;
-    let mut anon = cluster.client_of(0).await;
+    let mut anon = cluster.anonymous_client_of(0).await;
     anon.register("alice", "alice-password")
         .await
         .expect("register alice");
@@ -67,7 +68,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
         .expect("login")
         .token;
     let wrong = cluster
-        .client_of(0)
+        .anonymous_client_of(0)
         .await
         .login("alice", "wrong-password")
         .await;
@@ -80,7 +81,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
     wait_until("alice's token works on controller 1", DEADLINE, || {
         let t = t.clone();
         async move {
-            let mut other = c.client_of(1).await;
+            let mut other = c.anonymous_client_of(1).await;
             other.set_token(Some(&t)).expect("token");
             other.whoami().await.is_ok_and(|w| w.username == "alice")
         }
@@ -101,7 +102,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
         .expect("upload public");
 
     cluster
-        .client_of(1)
+        .anonymous_client_of(1)
         .await
         .register("bob", "bob-password")
         .await
@@ -143,10 +144,19 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
     );
 
     // Anonymous callers: public books only; no account operations.
-    let mut anon1 = cluster.client_of(1).await;
+    let mut anon1 = cluster.anonymous_client_of(1).await;
     let listed = anon1.list("").await.expect("anonymous ls");
     assert_eq!(names(&listed), vec![("alice".into(), "essay.txt".into())]);
     let r = anon1.whoami().await;
+    assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
+    let r = anon1
+        .upload_bytes(text("anonymous"), "anon.txt", true)
+        .await;
+    assert!(
+        matches!(&r, Err(ClientError::Unauthenticated(m)) if m.contains("log in")),
+        "{r:?}"
+    );
+    let r = anon1.delete("essay.txt").await;
     assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
 
     // Search returns only what the caller may read.
@@ -177,7 +187,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
     assert_eq!(r.hits[0].owner, "alice");
 
     // A malformed or made-up token is refused, not taken as anonymous.
-    let mut forged = cluster.client_of(0).await;
+    let mut forged = cluster.anonymous_client_of(0).await;
     forged.set_token(Some("rc1.not-a-token")).expect("token");
     let r = forged.list("").await;
     assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
@@ -189,7 +199,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
     assert!(matches!(r, Err(ClientError::Unauthenticated(_))), "{r:?}");
 
     // Logout through controller 1 revokes the token on controller 0 too.
-    let mut via1 = cluster.client_of(1).await;
+    let mut via1 = cluster.anonymous_client_of(1).await;
     via1.set_token(Some(&token)).expect("token");
     via1.logout().await.expect("logout");
     wait_until(
@@ -198,7 +208,7 @@ async fn users_own_their_books_and_tokens_work_on_every_controller() {
         || {
             let t = token.clone();
             async move {
-                let mut c0 = c.client_of(0).await;
+                let mut c0 = c.anonymous_client_of(0).await;
                 c0.set_token(Some(&t)).expect("token");
                 matches!(c0.whoami().await, Err(ClientError::Unauthenticated(_)))
             }
@@ -219,13 +229,13 @@ async fn one_name_registered_on_both_sides_of_a_partition_keeps_both_accounts() 
     .await;
     cluster.partition(&[0], &[1]);
     cluster
-        .client_of(0)
+        .anonymous_client_of(0)
         .await
         .register("carol", "first-password")
         .await
         .expect("register on 0");
     cluster
-        .client_of(1)
+        .anonymous_client_of(1)
         .await
         .register("carol", "second-password")
         .await
@@ -251,7 +261,7 @@ async fn one_name_registered_on_both_sides_of_a_partition_keeps_both_accounts() 
             ("first-password", "the first carol's book"),
             ("second-password", "the second carol's book"),
         ] {
-            let mut c = cluster.client_of(i).await;
+            let mut c = cluster.anonymous_client_of(i).await;
             let l = c.login("carol", pw).await.expect("login after heal");
             let (_, got) = c.download_bytes("book.txt", None).await.expect("own book");
             assert_eq!(Bytes::from(got), text(content));
@@ -264,7 +274,7 @@ async fn one_name_registered_on_both_sides_of_a_partition_keeps_both_accounts() 
                 assert_eq!(l.renamed_from, "carol");
                 assert_eq!(w.registered_as, "carol");
                 // The new name logs in too.
-                let mut again = cluster.client_of(i).await;
+                let mut again = cluster.anonymous_client_of(i).await;
                 again
                     .login(&l.username, pw)
                     .await
