@@ -46,6 +46,11 @@ fn inner(ch: Channel, bearer: Bearer) -> Inner {
 pub struct Client {
     /// Every address the configured names resolved to, in the order tried.
     addrs: Vec<String>,
+    /// For each address, whether it is reached over TLS (the target said
+    /// `https://`), and the name its certificate must carry.
+    tls: Vec<Option<String>>,
+    /// Extra trusted root certificate (PEM) for TLS, beside the public web roots.
+    ca: Option<tonic::transport::Certificate>,
     /// Index into `addrs` of the connected controller.
     current: usize,
     channel: Channel,
@@ -60,12 +65,46 @@ impl Client {
     /// Resolves `targets` (names or `host:port`, e.g. the `controller` DNS alias) and
     /// connects to the first controller that answers.
     pub async fn connect(targets: &[String]) -> Result<Client, ClientError> {
+        Self::connect_with_ca(targets, None).await
+    }
+
+    /// As [`Client::connect`]; `ca_pem` is a root certificate (PEM) trusted for
+    /// `https://` controllers besides the public web roots (for a cluster's own CA
+    /// or a self-signed certificate).
+    pub async fn connect_with_ca(
+        targets: &[String],
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Client, ClientError> {
         let resolver = Resolver::new();
         let mut addrs = Vec::new();
+        let mut tls = Vec::new();
         let mut errors = Vec::new();
         for t in targets {
+            let t = t.trim();
+            let secure = t.starts_with("https://");
+            if let Some((scheme, _)) = t.split_once("://")
+                && scheme != "http"
+                && scheme != "https"
+            {
+                return Err(ClientError::InvalidArgument(format!(
+                    "controller address {t:?}: only http:// and https:// are understood"
+                )));
+            }
+            let domain = if secure {
+                let (host, _) =
+                    redcloud_common::discovery::split_host_port(t, CONTROLLER_GRPC_PORT)
+                        .map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+                Some(host)
+            } else {
+                None
+            };
             match resolver.resolve(t, CONTROLLER_GRPC_PORT).await {
-                Ok(a) => addrs.extend(a.into_iter().map(|a| a.to_string())),
+                Ok(a) => {
+                    for a in a {
+                        addrs.push(a.to_string());
+                        tls.push(domain.clone());
+                    }
+                }
                 Err(e) => errors.push(e.to_string()),
             }
         }
@@ -75,15 +114,23 @@ impl Client {
                 reason: errors.join("; "),
             });
         }
-        let (current, channel) = connect_any(&addrs, 0).await?;
+        let ca = ca_pem.map(tonic::transport::Certificate::from_pem);
+        let (current, channel) = connect_any(&addrs, &tls, ca.as_ref(), 0).await?;
         Ok(Client {
             addrs,
+            tls,
+            ca,
             current,
             inner: inner(channel.clone(), Bearer::default()),
             channel,
             bearer: Bearer::default(),
             owner: String::new(),
         })
+    }
+
+    /// Whether the connected controller is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls[self.current].is_some()
     }
 
     /// Addresses `owner`'s books (a user name) from now on; `None`: the caller's.
@@ -162,7 +209,8 @@ impl Client {
 
     /// Moves to the next reachable controller after the current one fails.
     async fn fail_over(&mut self) -> Result<(), ClientError> {
-        let (current, channel) = connect_any(&self.addrs, self.current + 1).await?;
+        let (current, channel) =
+            connect_any(&self.addrs, &self.tls, self.ca.as_ref(), self.current + 1).await?;
         self.current = current;
         self.inner = inner(channel.clone(), self.bearer.clone());
         self.channel = channel;
@@ -592,17 +640,41 @@ impl Client {
 }
 
 /// Connects to the first answering address, starting at `from` and wrapping around.
-async fn connect_any(addrs: &[String], from: usize) -> Result<(usize, Channel), ClientError> {
+async fn connect_any(
+    addrs: &[String],
+    tls: &[Option<String>],
+    ca: Option<&tonic::transport::Certificate>,
+    from: usize,
+) -> Result<(usize, Channel), ClientError> {
     let mut errors = Vec::new();
     for k in 0..addrs.len() {
         let i = (from + k) % addrs.len();
         let addr = &addrs[i];
-        let ep = match Endpoint::from_shared(format!("http://{addr}")) {
+        let scheme = if tls[i].is_some() { "https" } else { "http" };
+        let ep = match Endpoint::from_shared(format!("{scheme}://{addr}")) {
             Ok(e) => e,
             Err(e) => {
                 errors.push(format!("{addr}: {e}"));
                 continue;
             }
+        };
+        let ep = match &tls[i] {
+            Some(domain) => {
+                let mut cfg = tonic::transport::ClientTlsConfig::new()
+                    .domain_name(domain.clone())
+                    .with_webpki_roots();
+                if let Some(ca) = ca {
+                    cfg = cfg.ca_certificate(ca.clone());
+                }
+                match ep.tls_config(cfg) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        errors.push(format!("{addr}: TLS: {e}"));
+                        continue;
+                    }
+                }
+            }
+            None => ep,
         };
         let ep = ep
             .connect_timeout(Duration::from_secs(2))

@@ -27,6 +27,11 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// A root certificate (PEM) to trust for https:// controllers, besides the
+    /// public web roots (a cluster's own CA, or a self-signed certificate).
+    #[arg(long, global = true, env = "REDCLOUD_CA_FILE")]
+    ca_file: Option<PathBuf>,
+
     /// Whose books `download`, `ls`, `stat` and `versions` address (a user name;
     /// default: your own, and for `ls` also everyone's public books).
     #[arg(long, global = true)]
@@ -222,7 +227,18 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         } => Some(read_password(*password_stdin, false, username)?),
         _ => None,
     };
-    let mut client = Client::connect(&cli.controller).await?;
+    let ca = match &cli.ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| ClientError::io(p.display(), e))?),
+        None => None,
+    };
+    let mut client = Client::connect_with_ca(&cli.controller, ca.as_deref()).await?;
+    if password.is_some() && password_in_clear(client.controller(), client.is_tls()) {
+        eprintln!(
+            "warning: sending the password unencrypted to {} (use an https:// controller \
+             address; controllers serve TLS with --tls-cert and --tls-key)",
+            client.controller()
+        );
+    }
     if !matches!(
         cli.command,
         Command::Register { .. } | Command::Login { .. }
@@ -785,6 +801,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// Whether a password sent to the controller at `addr` would cross a network
+/// unencrypted (not TLS, and not this machine's loopback).
+fn password_in_clear(addr: &str, tls: bool) -> bool {
+    !tls && !addr
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback())
+}
+
 /// Reads a password: a line of standard input, or a prompt on the terminal (twice
 /// when choosing one).
 fn read_password(stdin: bool, choosing: bool, user: &str) -> Result<String, ClientError> {
@@ -882,6 +906,17 @@ fn print_json<T: serde::Serialize>(v: &T) {
 
 #[cfg(test)]
 mod tests {
+    use super::password_in_clear;
+
+    #[test]
+    fn a_password_to_a_remote_plaintext_controller_is_flagged() {
+        assert!(password_in_clear("10.0.0.5:8700", false));
+        assert!(password_in_clear("[2001:db8::1]:8700", false));
+        assert!(!password_in_clear("10.0.0.5:8700", true));
+        assert!(!password_in_clear("127.0.0.1:8700", false));
+        assert!(!password_in_clear("[::1]:8700", false));
+    }
+
     #[test]
     fn formats_utc_times() {
         assert_eq!(super::format_ms(0), "1970-01-01 00:00:00");

@@ -172,3 +172,51 @@ async fn accounts_from_the_command_line() {
         text(&out.stderr)
     );
 }
+
+/// `https://` controllers and `--ca-file`: the password goes over TLS (no warning),
+/// and an untrusted certificate is a clear error (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_over_tls_with_a_ca_file() {
+    let cluster = TestCluster::with(redcloud_tests::ClusterSpec {
+        tls: true,
+        ..Default::default()
+    })
+    .await;
+    let ctl = cluster.controller_addr(0);
+    assert!(ctl.starts_with("https://localhost:"), "{ctl}");
+    let home = tempfile::tempdir().expect("tempdir");
+    let ca = home.path().join("ca.pem");
+    std::fs::write(&ca, cluster.ca_pem.clone().expect("CA")).expect("write CA");
+    let ca_s = ca.to_str().expect("utf-8").to_string();
+    let config = home.path().join("config");
+    let out = run(
+        &ctl,
+        &config,
+        &[
+            "--ca-file",
+            &ca_s,
+            "login",
+            redcloud_tests::TEST_USER,
+            "--password-stdin",
+        ],
+        Some(&format!("{}\n", redcloud_tests::TEST_PASSWORD)),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("unencrypted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&ctl, &config, &["--ca-file", &ca_s, "whoami"], None).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), redcloud_tests::TEST_USER);
+    // Without the CA file the certificate is not trusted.
+    let out = run(&ctl, &config, &["whoami"], None).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -122,6 +122,15 @@ pub struct Config {
     /// Shared secret for internal calls (optional; without it internal calls are unauthenticated).
     #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true, value_parser = redcloud_common::config::parse_secret)]
     pub cluster_secret: Option<String>,
+
+    /// Serve the client API (gRPC) over TLS with this certificate chain (PEM);
+    /// needs --tls-key. Clients then use https:// addresses.
+    #[arg(long, env = "REDCLOUD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "REDCLOUD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The chunk GC grace also bounds how long an upload may take (80% of it), so it
@@ -195,6 +204,8 @@ impl Config {
             standalone: false,
             clock_offset_ms: 0,
             cluster_secret: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -90,6 +90,14 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<Running, StartError> {
     config.validate().map_err(StartError::Config)?;
+    // Read (and checked) before anything else starts: a bad certificate is a
+    // configuration error, not a server that fails later.
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| StartError::Config(format!("TLS: {e}")))?;
+    }
     let dir_err = |source| StartError::DataDir {
         dir: config.data_dir.display().to_string(),
         source,
@@ -235,7 +243,7 @@ pub async fn start(
     let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
     let sd = shutdown.clone();
     tasks.spawn(async move {
-        let r = tonic::transport::Server::builder()
+        let r = builder
             .tcp_nodelay(true)
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(16 * 1024 * 1024)
@@ -296,6 +304,29 @@ pub async fn start(
 /// Lets writes through once the clock has been checked: as soon as a peer's clock
 /// was sampled, or discovery found no other controller, or [`CLOCK_SETTLE`] ran
 /// out (peers unreachable: this controller's own clock is all there is).
+/// The client API's TLS settings, from `--tls-cert` and `--tls-key` (PEM files).
+fn tls_config(config: &Config) -> Result<Option<tonic::transport::ServerTlsConfig>, StartError> {
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::Path, what: &str| {
+        let b = std::fs::read(p)
+            .map_err(|e| StartError::Config(format!("TLS {what} {}: {e}", p.display())))?;
+        if !String::from_utf8_lossy(&b).contains("-----BEGIN ") {
+            return Err(StartError::Config(format!(
+                "TLS {what} {}: not a PEM file",
+                p.display()
+            )));
+        }
+        Ok(b)
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read(cert, "certificate")?, read(key, "key")?);
+    Ok(Some(
+        tonic::transport::ServerTlsConfig::new().identity(identity),
+    ))
+}
+
 async fn settle(node: &Arc<Replica>, drift: std::time::Duration) -> Result<(), StartError> {
     let start = std::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(10));

@@ -328,6 +328,29 @@ pub struct ClusterSpec {
     pub scrub_interval: Duration,
     /// The cluster secret every node starts with (none: internal calls unauthenticated).
     pub cluster_secret: Option<String>,
+    /// Controllers serve the client API over TLS, with a certificate for
+    /// `localhost` signed by a test CA; clients use `https://localhost:PORT`.
+    pub tls: bool,
+}
+
+/// A test CA and a `localhost` certificate it signed, as PEM files in `dir`:
+/// (certificate, key, CA certificate PEM).
+pub fn test_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf, Vec<u8>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("key");
+    let cert = CertificateParams::new(vec!["localhost".to_string()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("certificate");
+    std::fs::create_dir_all(dir).expect("certificate dir");
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&c, cert.pem()).expect("write certificate");
+    std::fs::write(&k, key.serialize_pem()).expect("write key");
+    (c, k, ca.pem().into_bytes())
 }
 
 impl Default for ClusterSpec {
@@ -340,6 +363,7 @@ impl Default for ClusterSpec {
             tweak: None,
             scrub_interval: Duration::from_secs(3600),
             cluster_secret: None,
+            tls: false,
         }
     }
 }
@@ -351,6 +375,8 @@ pub struct TestCluster {
     pub chunkservers: Vec<NodeHandle>,
     /// The secret the nodes share, if any; the chunk-API helper sends it.
     pub cluster_secret: Option<String>,
+    /// The test CA's certificate (PEM) when the controllers serve TLS.
+    pub ca_pem: Option<Vec<u8>>,
     /// The token of the test account ([`TEST_USER`]), made when the cluster
     /// started and known to every controller; clients send it.
     pub token: Option<String>,
@@ -375,6 +401,7 @@ impl TestCluster {
             .tempdir()
             .expect("tempdir");
         let mut controllers = Vec::new();
+        let tls = spec.tls.then(|| test_certificates(&dir.path().join("tls")));
         let ctl_sockets: Vec<(std::net::TcpListener, std::net::TcpListener)> = (0..spec
             .controllers)
             .map(|_| (reserve(), reserve()))
@@ -390,6 +417,10 @@ impl TestCluster {
             cfg.chunk_size = spec.chunk_size;
             cfg.peers = peers.clone();
             cfg.cluster_secret = spec.cluster_secret.clone();
+            if let Some((cert, key, _)) = &tls {
+                cfg.tls_cert = Some(cert.clone());
+                cfg.tls_key = Some(key.clone());
+            }
             if let Some(tweak) = spec.tweak {
                 tweak(i, &mut cfg);
             }
@@ -416,6 +447,7 @@ impl TestCluster {
             controllers,
             chunkservers,
             cluster_secret: spec.cluster_secret.clone(),
+            ca_pem: tls.map(|(_, _, ca)| ca),
             token: None,
             _dir: dir,
         };
@@ -464,7 +496,7 @@ impl TestCluster {
         &self,
         addrs: &[String],
     ) -> Result<redcloud_cli::Client, redcloud_cli::ClientError> {
-        let mut c = redcloud_cli::Client::connect(addrs).await?;
+        let mut c = redcloud_cli::Client::connect_with_ca(addrs, self.ca_pem.as_deref()).await?;
         c.set_token(self.token.as_deref())?;
         Ok(c)
     }
@@ -489,7 +521,7 @@ impl TestCluster {
             || {
                 let addr = addr.clone();
                 async move {
-                    match redcloud_cli::Client::connect(&[addr]).await {
+                    match self.connect(&[addr]).await {
                         Ok(mut c) => match c.cluster_status().await {
                             Ok(s) => s.chunkservers.iter().filter(|c| c.healthy).count() == n,
                             Err(_) => false,
@@ -672,7 +704,7 @@ impl TestCluster {
 
     /// A client connected to controller `i` only, without a token.
     pub async fn anonymous_client_of(&self, i: usize) -> redcloud_cli::Client {
-        redcloud_cli::Client::connect(&[self.controller_addr(i)])
+        redcloud_cli::Client::connect_with_ca(&[self.controller_addr(i)], self.ca_pem.as_deref())
             .await
             .unwrap_or_else(|e| panic!("connect to controller {i}: {e}"))
     }
@@ -728,9 +760,12 @@ impl TestCluster {
         }
     }
 
-    /// The gRPC address of controller `i`.
+    /// The gRPC address of controller `i` (`https://localhost:PORT` with TLS).
     pub fn controller_addr(&self, i: usize) -> String {
-        self.controllers[i].grpc_addr.to_string()
+        match self.ca_pem {
+            Some(_) => format!("https://localhost:{}", self.controllers[i].grpc_addr.port()),
+            None => self.controllers[i].grpc_addr.to_string(),
+        }
     }
 
     /// A client connected to controller 0, logged in as the test account.

@@ -138,7 +138,10 @@ async fn a_silently_dead_chunkserver_connection_is_replaced() {
     // deadline reads must reach the proxied chunkserver again, over a new connection.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
     let mut downloads = 0;
-    while reads_through_proxy() == frozen_at {
+    // A read the chunkserver took in just before the freeze (a background reader's:
+    // the search indexer's, repair's) may be counted after `frozen_at`: only a read
+    // over a new connection counts as resumed.
+    while reads_through_proxy() == frozen_at || proxy.accepted() == connections {
         assert!(
             std::time::Instant::now() < deadline,
             "after {downloads} downloads in 90 s, no read reached the chunkserver behind the \

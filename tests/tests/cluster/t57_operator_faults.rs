@@ -379,6 +379,16 @@ async fn records_of_a_controller_started_ten_years_ahead_and_alone_are_held() {
             "controller {i}'s clock moved {ahead} ms ahead"
         );
     }
+    // Once it hears its peers (their clocks sampled), it knows its own is off.
+    // (The clock only: a handle on the node would keep its database open across
+    // the restart below.)
+    let x_clock = cluster.controllers[x].controller().hlc.clone();
+    wait_until("controller x samples its peers' clocks", DEADLINE, || {
+        let c = x_clock.clone();
+        async move { c.has_peer_samples() }
+    })
+    .await;
+    drop(x_clock);
     let r = cluster
         .client_of(x)
         .await
