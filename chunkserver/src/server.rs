@@ -133,10 +133,7 @@ pub async fn start(
     let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
     let sd = shutdown.clone();
     tasks.spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(16 * 1024 * 1024)
+        let r = redcloud_proto::server_builder()
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, sd.cancelled())
             .await;

@@ -20,6 +20,17 @@ use tokio_util::task::TaskTracker;
 /// Request bodies larger than this are refused with 413 before they are buffered.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// The longest a request's headers may take to arrive.
+pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest a request's body may take to arrive, once its headers have (16 MiB
+/// in this time is 1.6 MB/s: a body trickled in slowly is dropped, and the
+/// connection with it).
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The most connections one HTTP server serves at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+
 /// A request as handlers see it: method, path and the whole (bounded) body.
 #[derive(Debug)]
 pub struct HttpRequest {
@@ -91,6 +102,7 @@ where
 /// connections finish their current request and returns.
 pub async fn serve(listener: TcpListener, handler: Handler, shutdown: CancellationToken) {
     let tracker = TaskTracker::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -103,17 +115,23 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "http: {MAX_CONNECTIONS} connections open already; closing this one");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handler = handler.clone();
                 async move { Ok::<_, Infallible>(dispatch(req, peer, handler).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(HEADER_DEADLINE)
                 .serve_connection(TokioIo::new(stream), svc);
             tokio::pin!(conn);
             tokio::select! {
@@ -135,7 +153,24 @@ async fn dispatch(
     handler: Handler,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let collected =
+        tokio::time::timeout(BODY_DEADLINE, Limited::new(body, MAX_BODY_BYTES).collect()).await;
+    let Ok(collected) = collected else {
+        tracing::debug!(%peer, "http: request body not complete within {BODY_DEADLINE:?}; dropped");
+        let mut r = into_hyper(HttpResponse::text(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not complete within {} s\n",
+                BODY_DEADLINE.as_secs()
+            ),
+        ));
+        r.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+        return r;
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             let too_big = e

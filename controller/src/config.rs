@@ -123,6 +123,11 @@ pub struct Config {
     #[arg(long, env = "REDCLOUD_CLUSTER_SECRET", hide_env_values = true, value_parser = redcloud_common::config::parse_secret)]
     pub cluster_secret: Option<String>,
 
+    /// An upload whose client sends nothing for this long is dropped (a frozen or
+    /// stalling client gives up its memory and chunk slots).
+    #[arg(long, env = "UPLOAD_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub upload_idle_timeout: Duration,
+
     /// Serve the client API (gRPC) over TLS with this certificate chain (PEM);
     /// needs --tls-key. Clients then use https:// addresses.
     #[arg(long, env = "REDCLOUD_TLS_CERT", requires = "tls_key")]
@@ -206,6 +211,7 @@ impl Config {
             cluster_secret: None,
             tls_cert: None,
             tls_key: None,
+            upload_idle_timeout: Duration::from_secs(30),
         }
     }
 }

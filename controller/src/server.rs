@@ -92,7 +92,7 @@ pub async fn start(
     config.validate().map_err(StartError::Config)?;
     // Read (and checked) before anything else starts: a bad certificate is a
     // configuration error, not a server that fails later.
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = redcloud_proto::server_builder();
     if let Some(tls) = tls_config(&config)? {
         builder = builder
             .tls_config(tls)
@@ -244,9 +244,6 @@ pub async fn start(
     let sd = shutdown.clone();
     tasks.spawn(async move {
         let r = builder
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(16 * 1024 * 1024)
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, sd.cancelled())
             .await;

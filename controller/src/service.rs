@@ -147,7 +147,17 @@ impl Controller for ControllerService {
         let caller = self.caller(&request).await?;
         let owner = writer(&caller, "upload")?.user_id.clone();
         let mut stream = request.into_inner();
-        let start = match stream.message().await? {
+        let idle = self.node.config.upload_idle_timeout;
+        let stalled = || {
+            Status::invalid_argument(format!(
+                "upload stream stalled: no message for {:.0} s",
+                idle.as_secs_f64()
+            ))
+        };
+        let first = tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| stalled())??;
+        let start = match first {
             Some(pb::UploadRequest {
                 msg: Some(pb::upload_request::Msg::Start(s)),
             }) => s,
@@ -164,20 +174,28 @@ impl Controller for ControllerService {
             size: start.size,
             public: start.public,
         };
-        let parts = stream.map(|m| match m {
-            Ok(pb::UploadRequest {
-                msg: Some(pb::upload_request::Msg::Data(d)),
-            }) => Ok(UploadPart::Data(d)),
-            Ok(pb::UploadRequest {
-                msg: Some(pb::upload_request::Msg::Finish(f)),
-            }) => Ok(UploadPart::Finish { sha256: f.sha256 }),
-            Ok(_) => Err(ControllerError::InvalidArgument(
-                "Upload: after `start`, only `data` and `finish` messages are allowed".into(),
-            )),
-            Err(s) => Err(ControllerError::InvalidArgument(format!(
-                "upload stream broken: {}",
-                s.message()
+        // A client that stops sending (frozen, or trickling nothing) gives up its
+        // upload's memory and chunk slots after `upload_idle_timeout`.
+        let parts = Box::pin(tokio_stream::StreamExt::timeout(stream, idle)).map(|m| match m {
+            Err(_) => Err(ControllerError::InvalidArgument(format!(
+                "upload stream stalled: no message for {:.0} s",
+                idle.as_secs_f64()
             ))),
+            Ok(m) => match m {
+                Ok(pb::UploadRequest {
+                    msg: Some(pb::upload_request::Msg::Data(d)),
+                }) => Ok(UploadPart::Data(d)),
+                Ok(pb::UploadRequest {
+                    msg: Some(pb::upload_request::Msg::Finish(f)),
+                }) => Ok(UploadPart::Finish { sha256: f.sha256 }),
+                Ok(_) => Err(ControllerError::InvalidArgument(
+                    "Upload: after `start`, only `data` and `finish` messages are allowed".into(),
+                )),
+                Err(s) => Err(ControllerError::InvalidArgument(format!(
+                    "upload stream broken: {}",
+                    s.message()
+                ))),
+            },
         });
         match upload::upload(self.node.data.clone(), start, parts).await {
             Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {

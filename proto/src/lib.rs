@@ -29,3 +29,24 @@ pub const MAX_MESSAGE_BYTES: usize = MAX_DATA_MESSAGE + 64 * 1024;
 
 /// The most file or chunk bytes one streamed message carries.
 pub const MAX_DATA_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// The most streams one client connection may have open at once (HTTP/2
+/// `SETTINGS_MAX_CONCURRENT_STREAMS`).
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 256;
+
+/// The most requests one connection has served at once; more wait.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 256;
+
+/// The gRPC server settings every node uses: flow-control windows sized for chunk
+/// traffic, bounded streams and in-flight requests per connection, and HTTP/2
+/// keepalive pings, so a connection whose peer froze or vanished is dropped.
+pub fn server_builder() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(4 * 1024 * 1024)
+        .initial_connection_window_size(16 * 1024 * 1024)
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_REQUESTS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+}

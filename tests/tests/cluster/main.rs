@@ -6,6 +6,7 @@ mod t15_chunk_api;
 mod t20_chunkserver_loss;
 mod t30_corruption;
 mod t40_malformed;
+mod t42_limits;
 mod t45_cluster_secret;
 mod t47_tls;
 mod t50_replication;
