@@ -50,7 +50,16 @@ pub struct Node {
     /// The cluster secret: required on every chunk API call when set, and sent on
     /// this node's own calls to peers.
     pub cluster_secret: Option<String>,
+    /// Bytes of chunk data received and not yet stored, across every `PutChunk`
+    /// (permits are bytes, taken as data arrives, not from the declared size).
+    pub put_budget: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most chunk bytes all `PutChunk` calls together hold in memory at once.
+pub const PUT_BUDGET_BYTES: usize = 512 * 1024 * 1024;
+
+/// The longest a `PutChunk` stream may go without a message.
+pub const PUT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Node {
     /// The (gRPC, HTTP) addresses other nodes should use now: the IP this host uses

@@ -96,6 +96,7 @@ pub async fn start(
         heartbeats_paused: Default::default(),
         peers: Default::default(),
         cluster_secret: config.cluster_secret.clone(),
+        put_budget: Arc::new(tokio::sync::Semaphore::new(crate::node::PUT_BUDGET_BYTES)),
     });
     if config.cluster_secret.is_none() {
         tracing::warn!(

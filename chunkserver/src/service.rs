@@ -89,8 +89,22 @@ impl Chunkserver for ChunkService {
                 header.size
             )));
         }
-        let mut buf = BytesMut::with_capacity(size);
-        while let Some(msg) = stream.message().await? {
+        // Memory is taken as data arrives (a header may declare 64 MiB and send
+        // nothing), from a budget shared by every PutChunk; the permits go with `buf`.
+        let mut buf = BytesMut::with_capacity(size.min(256 * 1024));
+        let mut held = Vec::new();
+        let idle = crate::node::PUT_IDLE;
+        loop {
+            let msg = match tokio::time::timeout(idle, stream.message()).await {
+                Ok(m) => m?,
+                Err(_) => {
+                    return Err(Status::invalid_argument(format!(
+                        "PutChunk stalled: no message for {} s",
+                        idle.as_secs()
+                    )));
+                }
+            };
+            let Some(msg) = msg else { break };
             match msg.msg {
                 Some(chunk::put_chunk_request::Msg::Data(d)) => {
                     if buf.len() + d.len() > size {
@@ -98,6 +112,21 @@ impl Chunkserver for ChunkService {
                             "PutChunk sent more than the {size} bytes its header declared"
                         )));
                     }
+                    let permit = tokio::time::timeout(
+                        idle,
+                        self.node
+                            .put_budget
+                            .clone()
+                            .acquire_many_owned(d.len() as u32),
+                    )
+                    .await
+                    .map_err(|_| {
+                        Status::resource_exhausted(
+                            "this chunkserver holds too many incoming chunks; retry shortly",
+                        )
+                    })?
+                    .map_err(|_| Status::unavailable("the chunkserver is stopping"))?;
+                    held.push(permit);
                     buf.extend_from_slice(&d);
                 }
                 _ => {
