@@ -215,20 +215,21 @@ fn into_hyper(r: HttpResponse) -> Response<Full<Bytes>> {
 pub const SECRET_HEADER: &str = "x-redcloud-secret";
 
 /// Whether an internal call may pass: no secret is configured, or `given` equals it.
-/// The comparison takes the same time wherever the first difference is.
+/// The comparison (`subtle`) takes the same time wherever the first difference is;
+/// both sides are hashed first, so it does not depend on their lengths either.
 pub fn secret_allows(expected: Option<&str>, given: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
     let Some(expected) = expected else {
         return true;
     };
     let Some(given) = given else {
         return false;
     };
-    let (a, b) = (expected.as_bytes(), given.as_bytes());
-    let mut diff = (a.len() != b.len()) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
+    let (a, b) = (
+        crate::hash::sha256(expected.as_bytes()),
+        crate::hash::sha256(given.as_bytes()),
+    );
+    a.ct_eq(&b).into()
 }
 
 /// Why an HTTP call failed.

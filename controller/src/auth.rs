@@ -134,9 +134,11 @@ pub async fn caller(db: &Db, md: &MetadataMap, now_ms: u64) -> Result<Option<Cal
     let Some((session, account)) = found else {
         return Err(refused());
     };
-    // Both sides are SHA-256 digests of a secret: comparing them reveals nothing
-    // about the secret, whatever the time it takes.
-    if session.secret_sha256 != digest {
+    // Both sides are SHA-256 digests of a secret, compared in constant time.
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        session.secret_sha256.as_bytes(),
+        digest.as_bytes(),
+    )) {
         return Err(refused());
     }
     if session.expires_at_ms <= now_ms {
