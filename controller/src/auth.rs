@@ -104,8 +104,15 @@ pub fn bearer(md: &MetadataMap) -> Result<Option<String>> {
 }
 
 /// Who `md` says is calling: `None` without a token; an error for a token that is
-/// malformed, unknown here, revoked or expired.
-pub async fn caller(db: &Db, md: &MetadataMap, now_ms: u64) -> Result<Option<Caller>> {
+/// malformed, unknown here, revoked or expired. `clock_checked`: this controller's
+/// clock has been compared with its peers' (else an "expired" may be its clock's
+/// fault, and the message says so).
+pub async fn caller(
+    db: &Db,
+    md: &MetadataMap,
+    now_ms: u64,
+    clock_checked: bool,
+) -> Result<Option<Caller>> {
     let Some(token) = bearer(md)? else {
         return Ok(None);
     };
@@ -142,9 +149,14 @@ pub async fn caller(db: &Db, md: &MetadataMap, now_ms: u64) -> Result<Option<Cal
         return Err(refused());
     }
     if session.expires_at_ms <= now_ms {
-        return Err(ControllerError::Unauthenticated(
-            "the token has expired: log in again".into(),
-        ));
+        return Err(ControllerError::Unauthenticated(if clock_checked {
+            "the token has expired: log in again".into()
+        } else {
+            "the token has expired by this controller's clock, which has not been checked \
+             against any peer's yet: if you logged in recently, its clock is off (try another \
+             controller); otherwise log in again"
+                .into()
+        }));
     }
     let Some(account) = account else {
         return Err(ControllerError::Unauthenticated(

@@ -34,7 +34,14 @@ impl ControllerService {
     /// Who is calling (`None`: no token). A bad, revoked or expired token is
     /// refused, not taken as anonymous.
     async fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Status> {
-        Ok(auth::caller(&self.node.db, request.metadata(), self.node.hlc.wall_ms()).await?)
+        let hlc = &self.node.hlc;
+        Ok(auth::caller(
+            &self.node.db,
+            request.metadata(),
+            hlc.wall_ms(),
+            hlc.has_peer_samples(),
+        )
+        .await?)
     }
 
     /// The owner id a name-addressed call looks in: the caller's own books (or the
