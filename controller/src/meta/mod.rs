@@ -332,6 +332,21 @@ mod tests {
     use super::*;
     use crate::records::FileBody;
 
+    /// A fresh database in a temporary directory, its clock settled (the
+    /// directory goes when the first value is dropped).
+    fn settled_db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(
+            &dir.path().join("meta.db"),
+            NodeId::new("ctl-a").unwrap(),
+            Arc::new(Hlc::default()),
+            60_000,
+        )
+        .unwrap();
+        db.store.lock().unwrap().settle().unwrap();
+        (dir, db)
+    }
+
     fn file(name: String) -> Write {
         Write {
             key: redcloud_common::FileId::generate().to_string(),
@@ -355,16 +370,8 @@ mod tests {
     /// applies the same check.
     #[test]
     fn a_write_peers_would_refuse_is_refused_here() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("meta.db"),
-            NodeId::new("ctl-a").unwrap(),
-            Arc::new(Hlc::default()),
-            60_000,
-        )
-        .unwrap();
+        let (_dir, db) = settled_db();
         let mut s = db.store.lock().unwrap();
-        s.settle().unwrap();
         let long = "n".repeat(crate::records::MAX_NAME_BYTES + 1);
         let err = s.write(vec![file(long)]).unwrap_err();
         assert!(
@@ -389,16 +396,8 @@ mod tests {
     /// still not found.
     #[test]
     fn a_member_known_without_its_record_can_be_forgotten() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(
-            &dir.path().join("meta.db"),
-            NodeId::new("ctl-a").unwrap(),
-            Arc::new(Hlc::default()),
-            60_000,
-        )
-        .unwrap();
+        let (_dir, db) = settled_db();
         let mut s = db.store.lock().unwrap();
-        s.settle().unwrap();
         let gone = NodeId::new("ctl-gone").unwrap();
         let (f, w) = forget(&mut s, &gone, None).unwrap();
         assert!(!f.controller && w.is_empty(), "unknown: nothing recorded");

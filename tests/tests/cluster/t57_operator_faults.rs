@@ -273,6 +273,30 @@ async fn uploads_of_a_controller_nobody_has_heard_of_keep_their_chunks() {
     }
 }
 
+/// Waits until each controller in `which` has purged every file tombstone, then
+/// checks that none of them counts any of `forgotten` as a member.
+async fn purged_and_forgotten(cluster: &TestCluster, which: &[usize], forgotten: &[&String]) {
+    for &i in which {
+        wait_until(
+            &format!("controller {i} purges the tombstone"),
+            DEADLINE,
+            || async move { tombstones(cluster, i).await == 0 },
+        )
+        .await;
+        let s = cluster
+            .client_of(i)
+            .await
+            .cluster_status()
+            .await
+            .expect("status");
+        assert!(
+            forgotten.iter().all(|f| !s.members.contains(f)),
+            "controller {i}: {:?}",
+            s.members
+        );
+    }
+}
+
 fn quick_tombstones(_: usize, c: &mut redcloud_controller::Config) {
     c.max_clock_drift = Duration::from_secs(1);
     c.tombstone_grace = Duration::from_secs(1);
@@ -557,26 +581,7 @@ async fn a_controller_gone_for_good_blocks_collection_until_forgotten() {
         .await
         .expect("forget");
     assert!(r.controller);
-    for i in [0, 1] {
-        let c = &cluster;
-        wait_until(
-            &format!("controller {i} purges the tombstone"),
-            DEADLINE,
-            || async move { tombstones(c, i).await == 0 },
-        )
-        .await;
-        let s = cluster
-            .client_of(i)
-            .await
-            .cluster_status()
-            .await
-            .expect("status");
-        assert!(
-            !s.members.contains(&dead),
-            "controller {i}: {:?}",
-            s.members
-        );
-    }
+    purged_and_forgotten(&cluster, &[0, 1], &[&dead]).await;
     cluster.wait_converged(&[0, 1], DEADLINE).await;
     // Unknown nodes are not found; a controller does not forget itself.
     let r = cluster
@@ -649,26 +654,7 @@ async fn a_node_is_forgotten_through_any_controller_that_knows_it() {
         .delete("kept.txt")
         .await
         .expect("delete");
-    for i in [0, 1] {
-        let c = &cluster;
-        wait_until(
-            &format!("controller {i} purges the tombstone"),
-            DEADLINE,
-            || async move { tombstones(c, i).await == 0 },
-        )
-        .await;
-        let s = cluster
-            .client_of(i)
-            .await
-            .cluster_status()
-            .await
-            .expect("status");
-        assert!(
-            !s.members.contains(&gone) && !s.members.contains(&lone_id),
-            "controller {i}: {:?}",
-            s.members
-        );
-    }
+    purged_and_forgotten(&cluster, &[0, 1], &[&gone, &lone_id]).await;
     // Known to none of them: still "not found", from every controller asked.
     let mut client = redcloud_cli::Client::connect(&addrs)
         .await
