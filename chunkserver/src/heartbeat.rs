@@ -18,6 +18,10 @@ use redcloud_common::wire::{ControllerRef, Heartbeat, HeartbeatAck};
 
 /// How long a controller that answered stays in the heartbeats' list.
 const TALKED_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The most controllers learned from heartbeat answers (beyond those the names
+/// resolve to): answers come from other nodes, so the set is bounded.
+const MAX_LEARNED: usize = 1024;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +50,7 @@ pub async fn run(
         r = resolved_rx.wait_for(Option::is_some) => if r.is_err() { return },
     }
     let mut last_reached = usize::MAX;
-    // Controllers learned from heartbeat answers (their gossiped peer lists), with
+    // Controllers learned from heartbeat answers, at most MAX_LEARNED (their gossiped peer lists), with
     // consecutive failures; forgotten after a few, so departed ones stop costing time.
     let mut learned: std::collections::HashMap<String, u32> = Default::default();
     // This node's address is the one it uses to reach the controllers that answered
@@ -132,6 +136,9 @@ pub async fn run(
                         *f = 0;
                     }
                     for c in ack.controllers {
+                        if learned.len() >= MAX_LEARNED {
+                            break;
+                        }
                         learned.entry(c).or_insert(0);
                     }
                     talked.insert(

@@ -53,7 +53,17 @@ pub struct Node {
     /// Bytes of chunk data received and not yet stored, across every `PutChunk`
     /// (permits are bytes, taken as data arrives, not from the declared size).
     pub put_budget: Arc<tokio::sync::Semaphore>,
+    /// Copies from peers (`ReplicateFromPeer`) running at once, each holding one
+    /// chunk in memory: [`MAX_PEER_COPIES`]; further requests wait their turn.
+    pub copy_slots: tokio::sync::Semaphore,
 }
+
+/// The most `ReplicateFromPeer` copies running at once.
+pub const MAX_PEER_COPIES: usize = 16;
+
+/// The most peer connections kept for reuse (addresses come from controllers'
+/// repair requests; past this the cache starts afresh).
+pub const MAX_PEER_CLIENTS: usize = 1024;
 
 /// The most chunk bytes all `PutChunk` calls together hold in memory at once.
 pub const PUT_BUDGET_BYTES: usize = 512 * 1024 * 1024;
@@ -92,6 +102,9 @@ impl Node {
         }
         let c = ChunkClient::new(addr, chunk_client::channel(addr, Timeouts::default())?)
             .with_secret(self.cluster_secret.as_deref());
+        if m.len() >= MAX_PEER_CLIENTS {
+            m.clear();
+        }
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }

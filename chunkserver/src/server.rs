@@ -97,6 +97,7 @@ pub async fn start(
         peers: Default::default(),
         cluster_secret: config.cluster_secret.clone(),
         put_budget: Arc::new(tokio::sync::Semaphore::new(crate::node::PUT_BUDGET_BYTES)),
+        copy_slots: tokio::sync::Semaphore::new(crate::node::MAX_PEER_COPIES),
     });
     if config.cluster_secret.is_none() {
         tracing::warn!(
@@ -131,7 +132,10 @@ pub async fn start(
                 ))
             }
         });
-    let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
+    let incoming = redcloud_proto::incoming::limited(
+        listeners.grpc,
+        redcloud_proto::incoming::MAX_CONNECTIONS,
+    );
     let sd = shutdown.clone();
     tasks.spawn(async move {
         let r = redcloud_proto::server_builder()

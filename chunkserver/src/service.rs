@@ -250,6 +250,12 @@ impl Chunkserver for ChunkService {
             )));
         }
         let _release = Release(&self.node, id);
+        let _slot = self
+            .node
+            .copy_slots
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("shutting down"))?;
         let data = self
             .node
             .peer_client(source)

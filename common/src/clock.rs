@@ -170,6 +170,9 @@ impl Default for Hlc {
 /// whose drift over a day, at the 100 ppm of a poor oscillator, is under 9 s).
 pub const CLOCK_SAMPLE_TTL_MS: u64 = 86_400_000;
 
+/// The most peer clock samples kept (one per peer; the stalest goes first).
+pub const MAX_CLOCK_SAMPLES: usize = 1024;
+
 /// The margin used until [`Hlc::set_margin_ms`] is called: half of the default
 /// `MAX_CLOCK_DRIFT` (60 s).
 pub const DEFAULT_CLOCK_MARGIN_MS: u64 = 30_000;
@@ -253,10 +256,14 @@ impl Hlc {
     /// [`Hlc::note_answer_clock`]).
     pub fn note_peer_clock(&self, peer: u64, peer_wall_ms: u64) {
         let mono = self.mono_ms();
-        self.peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, (peer_wall_ms, mono));
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.len() >= MAX_CLOCK_SAMPLES && !peers.contains_key(&peer) {
+            // Bounded: the stalest sample makes room.
+            if let Some(oldest) = peers.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k) {
+                peers.remove(&oldest);
+            }
+        }
+        peers.insert(peer, (peer_wall_ms, mono));
     }
 
     /// The cluster's time as this node sees it: the lower median of its own wall
@@ -411,6 +418,19 @@ mod tests {
         assert_eq!(VectorClock::from_text(&text).unwrap(), b);
         assert_eq!(VectorClock::from_text("").unwrap(), VectorClock::new());
         assert!(VectorClock::from_text("zz:1").is_err());
+    }
+
+    #[test]
+    fn clock_samples_are_bounded() {
+        let h = Hlc::manual();
+        for p in 0..(MAX_CLOCK_SAMPLES as u64 + 50) {
+            h.note_peer_clock(p, h.raw_wall_ms());
+            h.advance_manual(1);
+        }
+        let kept: Vec<u64> = h.peer_offsets().iter().map(|(k, _, _)| *k).collect();
+        assert_eq!(kept.len(), MAX_CLOCK_SAMPLES);
+        assert!(!kept.contains(&0), "the stalest went first");
+        assert!(kept.contains(&(MAX_CLOCK_SAMPLES as u64 + 49)));
     }
 
     #[test]

@@ -1,22 +1,6 @@
 //! Socket helpers shared by the gRPC servers.
 
-use futures_core::Stream;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
-
-/// Accepted connections with `TCP_NODELAY` set. tonic applies its own `tcp_nodelay`
-/// only to listeners it binds itself; without this, small responses on a listener
-/// we bound wait out Nagle's algorithm against delayed ACKs (~40 ms each).
-pub fn incoming_nodelay(listener: TcpListener) -> impl Stream<Item = std::io::Result<TcpStream>> {
-    TcpListenerStream::new(listener).map(|r| {
-        r.inspect(|s| {
-            if let Err(e) = s.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        })
-    })
-}
+use tokio::net::TcpListener;
 
 /// The two listening sockets every node has: gRPC and HTTP.
 pub struct Listeners {

@@ -46,7 +46,7 @@ fn check_addr(what: &str, a: &str) -> Result<(), String> {
 
 impl Heartbeat {
     /// The most controllers one heartbeat may list.
-    pub const MAX_CONTROLLERS: usize = 10_000;
+    pub const MAX_CONTROLLERS: usize = 1024;
 
     /// Checks what a chunkserver sent before anything is taken from it.
     pub fn check(&self) -> Result<(), String> {
@@ -57,9 +57,6 @@ impl Heartbeat {
         }
         for c in &self.controllers {
             check_addr("controller address", &c.http_addr)?;
-        }
-        if self.used_bytes > self.capacity_bytes.max(self.used_bytes) {
-            return Err("used more than capacity".into());
         }
         Ok(())
     }

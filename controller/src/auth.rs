@@ -46,8 +46,32 @@ pub fn check_password(pw: &str) -> Result<()> {
     Ok(())
 }
 
+/// Password hashes computed at once: each takes argon2's 19 MiB and tens of ms of
+/// CPU, and `Login` and `Register` are open to anyone, so they take turns.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
+
+static HASH_SLOTS: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
+/// Runs a password hash or check on the blocking pool, [`MAX_CONCURRENT_HASHES`]
+/// at a time.
+pub async fn hashing<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _slot = HASH_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ControllerError::Internal(e.to_string()))
+}
+
+/// The costliest argon2 parameters a stored hash may ask for (what `verify`
+/// spends): a record replicated from a peer cannot make one login take gigabytes.
+const MAX_HASH_MEMORY_KIB: u32 = 64 * 1024;
+const MAX_HASH_ITERATIONS: u32 = 16;
+
 /// The argon2id hash (PHC string) of `pw`, with a random salt. Slow by design: call
-/// it on the blocking pool.
+/// it through [`hashing`].
 pub fn hash_password(pw: &str) -> Result<String> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
         .map_err(|e| ControllerError::Internal(format!("salt: {e}")))?;
@@ -58,12 +82,20 @@ pub fn hash_password(pw: &str) -> Result<String> {
 }
 
 /// Whether `pw` matches the PHC string `hash` (false for a hash that does not
-/// parse). Slow by design: call it on the blocking pool.
+/// parse or asks for more than this controller spends on one check). Slow by
+/// design: call it through [`hashing`].
 pub fn verify_password(pw: &str, hash: &str) -> bool {
-    match PasswordHash::new(hash) {
-        Ok(h) => Argon2::default().verify_password(pw.as_bytes(), &h).is_ok(),
-        Err(_) => false,
+    let Ok(h) = PasswordHash::new(hash) else {
+        return false;
+    };
+    match argon2::Params::try_from(&h) {
+        Ok(p) if p.m_cost() <= MAX_HASH_MEMORY_KIB && p.t_cost() <= MAX_HASH_ITERATIONS => {}
+        _ => {
+            tracing::warn!("an account's stored password hash asks for too much work: refused");
+            return false;
+        }
     }
+    Argon2::default().verify_password(pw.as_bytes(), &h).is_ok()
 }
 
 /// A new token for a new session: (session id, token, SHA-256 hex of its secret).
@@ -183,6 +215,10 @@ mod tests {
         assert!(!verify_password("wrong horse", &h));
         assert!(!verify_password("correct horse", "not a hash"));
         assert_ne!(hash_password("correct horse").unwrap(), h, "salted");
+        // A stored hash asking for a gigabyte per check is refused without trying.
+        assert!(h.contains("m=19456"), "{h}");
+        let greedy = h.replace("m=19456", "m=1048576");
+        assert!(!verify_password("correct horse", &greedy));
     }
 
     #[test]

@@ -59,6 +59,11 @@ impl Chunks {
         }
         let ch = chunk_client::channel(addr, Timeouts::default())?;
         let c = ChunkClient::new(addr, ch).with_secret(self.secret.as_deref());
+        // Addresses come from heartbeats and gossip; stale ones (moved nodes) are
+        // not kept forever.
+        if m.len() >= 2 * crate::registry::MAX_CHUNKSERVERS {
+            m.clear();
+        }
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }

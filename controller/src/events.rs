@@ -6,16 +6,16 @@
 use std::sync::Arc;
 
 use redcloud_common::NodeId;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::metrics::Metrics;
 use crate::records::{Body, Record, Table};
 use crate::registry::Registry;
-use crate::replication::gossip::Outgoing;
+use crate::replication::gossip::{self, Outgoing};
 
 /// Where changes go.
 pub struct Events {
-    gossip_tx: mpsc::UnboundedSender<Outgoing>,
+    gossip_tx: gossip::Sender,
     /// Wakes the search indexer (files changed).
     pub search_wakeup: Arc<Notify>,
     /// Wakes the repair worker before its interval (a chunkserver joined, returned,
@@ -29,7 +29,7 @@ pub struct Events {
 
 impl Events {
     pub fn new(
-        gossip_tx: mpsc::UnboundedSender<Outgoing>,
+        gossip_tx: gossip::Sender,
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
     ) -> Events {
@@ -55,7 +55,7 @@ impl Events {
         {
             self.search_wakeup.notify_one();
         }
-        let _ = self.gossip_tx.send(Outgoing {
+        self.gossip_tx.send(Outgoing {
             records,
             exclude: from,
         });

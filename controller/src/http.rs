@@ -65,7 +65,13 @@ async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> Htt
         return refused(node, "heartbeat", e);
     }
     node.metrics.heartbeats.inc();
-    let outcome = registry.heartbeat(&hb);
+    let outcome = match registry.heartbeat(&hb) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(node = %hb.node_id, "refused a heartbeat: {e}");
+            return HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+        }
+    };
     // A controller the chunkserver talks to that we have not heard of: a member
     // (chunk collection waits for a complete exchange with it), so talk to it.
     for c in &hb.controllers {

@@ -53,6 +53,10 @@ pub struct ChunkserverView {
     pub chunk_count: u64,
 }
 
+/// The most chunkservers one controller tracks: a heartbeat from a new one beyond
+/// this is refused (heartbeats are the one way a remote node adds an entry here).
+pub const MAX_CHUNKSERVERS: usize = 1024;
+
 /// `std` mutex: every critical section is a map lookup, never across an `.await`.
 #[derive(Debug)]
 pub struct Registry {
@@ -110,14 +114,21 @@ impl Registry {
     }
 
     /// Takes a heartbeat. Returns the record if it is new or its addresses changed
-    /// (the caller persists it).
-    pub fn heartbeat(&self, hb: &Heartbeat) -> HeartbeatOutcome {
+    /// (the caller persists it). Refused for a new chunkserver when
+    /// [`MAX_CHUNKSERVERS`] are already tracked.
+    pub fn heartbeat(&self, hb: &Heartbeat) -> Result<HeartbeatOutcome, String> {
         let record = ChunkserverRecord {
             node_id: hb.node_id.clone(),
             grpc_addr: hb.grpc_addr.clone(),
             http_addr: hb.http_addr.clone(),
         };
         let mut m = self.lock();
+        if m.len() >= MAX_CHUNKSERVERS && !m.contains_key(&hb.node_id) {
+            return Err(format!(
+                "this controller already tracks {MAX_CHUNKSERVERS} chunkservers; retire some \
+                 (redcloud cluster forget) before adding more"
+            ));
+        }
         let e = m
             .entry(hb.node_id.clone())
             .or_insert_with(|| Entry::new(record.clone(), true));
@@ -139,10 +150,10 @@ impl Registry {
         e.chunk_count = hb.chunk_count;
         e.corrupt_found = hb.corrupt_found;
         e.talks_to = hb.controllers.clone();
-        HeartbeatOutcome {
+        Ok(HeartbeatOutcome {
             persist: changed.then_some(record),
             wake_repair,
-        }
+        })
     }
 
     /// Marks a chunkserver suspect after a failed call to it at `grpc_addr`: it is
@@ -291,12 +302,12 @@ mod tests {
     #[test]
     fn health_follows_heartbeats_and_failures() {
         let r = Registry::new(Duration::from_secs(30));
-        assert!(r.heartbeat(&hb("a")).persist.is_some());
+        assert!(r.heartbeat(&hb("a")).unwrap().persist.is_some());
         assert!(
-            r.heartbeat(&hb("a")).persist.is_none(),
+            r.heartbeat(&hb("a")).unwrap().persist.is_none(),
             "unchanged record is not re-persisted"
         );
-        r.heartbeat(&hb("b"));
+        r.heartbeat(&hb("b")).unwrap();
         assert_eq!(r.healthy().len(), 2);
         r.report_failure(&NodeId::new("a").unwrap(), "127.0.0.1:1");
         assert_eq!(r.healthy().len(), 1);
@@ -305,7 +316,7 @@ mod tests {
             2,
             "a suspect with a fresh heartbeat is alive"
         );
-        r.heartbeat(&hb("a"));
+        r.heartbeat(&hb("a")).unwrap();
         assert_eq!(r.healthy().len(), 2);
         // A failure at an address the chunkserver no longer has is ignored.
         r.report_failure(&NodeId::new("a").unwrap(), "10.0.0.9:8800");
@@ -315,5 +326,19 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(31);
         assert!(!e.healthy_at(later, Duration::from_secs(30)));
         assert!(e.healthy_at(Instant::now(), Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn the_registry_is_bounded() {
+        let r = Registry::new(Duration::from_secs(30));
+        for i in 0..MAX_CHUNKSERVERS {
+            r.heartbeat(&hb(&format!("cs{i}"))).unwrap();
+        }
+        let e = r.heartbeat(&hb("one-too-many")).unwrap_err();
+        assert!(e.contains("already tracks"), "{e}");
+        assert!(r.get(&NodeId::new("one-too-many").unwrap()).is_none());
+        // Known ones keep their heartbeats.
+        r.heartbeat(&hb("cs0")).unwrap();
+        assert_eq!(r.snapshot().len(), MAX_CHUNKSERVERS);
     }
 }

@@ -148,7 +148,7 @@ pub async fn start(
     ));
     let metrics = Arc::new(Metrics::default());
     let peers = Arc::new(Peers::default());
-    let (gossip_tx, gossip_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (gossip_tx, gossip_rx) = crate::replication::gossip::queue();
     let events = Arc::new(Events::new(gossip_tx, registry.clone(), metrics.clone()));
     let membership = Arc::new(Membership::new(
         id.clone(),
@@ -240,7 +240,10 @@ pub async fn start(
     let svc = ControllerServer::new(ControllerService::new(node.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let incoming = redcloud_common::net::incoming_nodelay(listeners.grpc);
+    let incoming = redcloud_proto::incoming::limited(
+        listeners.grpc,
+        redcloud_proto::incoming::MAX_CONNECTIONS,
+    );
     let sd = shutdown.clone();
     tasks.spawn(async move {
         let r = builder

@@ -24,11 +24,35 @@ use crate::upload::{self, UploadPart, UploadStart};
 #[derive(Clone)]
 pub struct ControllerService {
     node: Arc<Node>,
+    /// Uploads and downloads in progress (each holds a few chunks in memory).
+    transfers: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most uploads and downloads one controller serves at once. Each holds up to
+/// a few chunks in memory; more wait up to [`TRANSFER_WAIT`] for a turn, then get
+/// `RESOURCE_EXHAUSTED`.
+pub const MAX_TRANSFERS: usize = 256;
+
+/// How long an upload or download waits for one of the [`MAX_TRANSFERS`] slots.
+pub const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ControllerService {
     pub fn new(node: Arc<Node>) -> Self {
-        ControllerService { node }
+        ControllerService {
+            node,
+            transfers: Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS)),
+        }
+    }
+
+    /// A slot among the [`MAX_TRANSFERS`], held until the transfer ends.
+    async fn transfer_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        match tokio::time::timeout(TRANSFER_WAIT, self.transfers.clone().acquire_owned()).await {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(Status::resource_exhausted(format!(
+                "this controller is serving {MAX_TRANSFERS} uploads and downloads; try again \
+                 later or another controller"
+            ))),
+        }
     }
 
     /// Who is calling (`None`: no token). A bad, revoked or expired token is
@@ -153,6 +177,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::UploadResponse>, Status> {
         let caller = self.caller(&request).await?;
         let owner = writer(&caller, "upload")?.user_id.clone();
+        let _slot = self.transfer_slot().await?;
         let mut stream = request.into_inner();
         let idle = self.node.config.upload_idle_timeout;
         let stalled = || {
@@ -232,6 +257,7 @@ impl Controller for ControllerService {
         if !readable(&opened.file, &caller) {
             return Err(not_found(name));
         }
+        let slot = self.transfer_slot().await?;
         let info = pb::DownloadResponse {
             msg: Some(pb::download_response::Msg::Info(
                 self.info(&opened.file).await?,
@@ -241,7 +267,8 @@ impl Controller for ControllerService {
             self.node.data.clone(),
             opened,
         ))
-        .map(|r| {
+        .map(move |r| {
+            let _held_until_the_stream_ends = &slot;
             r.map(|d| pb::DownloadResponse {
                 msg: Some(pb::download_response::Msg::Data(d)),
             })
@@ -611,9 +638,7 @@ impl Controller for ControllerService {
         meta::users::check_username(&req.username).map_err(ControllerError::InvalidArgument)?;
         auth::check_password(&req.password)?;
         let pw = req.password;
-        let hash = tokio::task::spawn_blocking(move || auth::hash_password(&pw))
-            .await
-            .map_err(|e| ControllerError::Internal(e.to_string()))??;
+        let hash = auth::hashing(move || auth::hash_password(&pw)).await??;
         let now = self.node.hlc.wall_ms();
         let username = req.username.clone();
         let (user_id, written) = self
@@ -654,13 +679,12 @@ impl Controller for ControllerService {
             .call(move |s| meta::users::accounts_named(s.conn(), &name))
             .await?;
         let pw = req.password.clone();
-        let account = tokio::task::spawn_blocking(move || {
+        let account = auth::hashing(move || {
             candidates
                 .into_iter()
                 .find(|a| auth::verify_password(&pw, &a.password_hash))
         })
-        .await
-        .map_err(|e| ControllerError::Internal(e.to_string()))?;
+        .await?;
         let Some(account) = account else {
             return Err(refused());
         };

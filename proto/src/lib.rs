@@ -19,6 +19,7 @@ pub mod chunk {
 
 pub mod chunk_client;
 pub mod convert;
+pub mod incoming;
 
 /// The largest gRPC message any RedCloud server or client accepts or sends.
 ///

@@ -32,6 +32,52 @@ const MAX_BATCH: usize = 10_000;
 /// (a big batch is usually an anti-entropy catch-up that peers are getting too).
 const EAGER_LIMIT: usize = 256;
 
+/// Most batches of records waiting for the worker. The queue is filled by every
+/// write here and every record learned, so it is bounded: when it is full the
+/// batch is dropped and every peer is marked for a sync instead (anti-entropy
+/// brings them whatever pushes would have).
+pub const QUEUE: usize = 1024;
+
+/// Most pushes in flight at once. A frozen peer holds each push for the whole
+/// request timeout; past this, a peer gets a sync mark instead of another task.
+pub const MAX_PUSHES_IN_FLIGHT: usize = 64;
+
+/// The writing end of the gossip queue.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    tx: mpsc::Sender<Outgoing>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Sender {
+    /// Queues `o`; drops it (and asks for syncs with every peer) when the queue is full.
+    pub fn send(&self, o: Outgoing) {
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(o) {
+            self.overflowed.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// The reading end of the gossip queue.
+#[derive(Debug)]
+pub struct Receiver {
+    rx: mpsc::Receiver<Outgoing>,
+    overflowed: Arc<AtomicBool>,
+}
+
+/// A bounded gossip queue of [`QUEUE`] batches.
+pub fn queue() -> (Sender, Receiver) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let overflowed = Arc::new(AtomicBool::new(false));
+    (
+        Sender {
+            tx,
+            overflowed: overflowed.clone(),
+        },
+        Receiver { rx, overflowed },
+    )
+}
+
 /// What woke the worker.
 enum Wake {
     Records(Outgoing),
@@ -42,7 +88,8 @@ enum Wake {
 /// The push-gossip worker.
 pub struct Gossip {
     replica: Arc<Replica>,
-    rx: mpsc::UnboundedReceiver<Outgoing>,
+    rx: Receiver,
+    pushes: Arc<tokio::sync::Semaphore>,
     tick: tokio::time::Interval,
     syncing: Arc<AtomicBool>,
     fanout: usize,
@@ -54,7 +101,7 @@ pub struct Gossip {
 impl Gossip {
     pub fn new(
         replica: Arc<Replica>,
-        rx: mpsc::UnboundedReceiver<Outgoing>,
+        rx: Receiver,
         interval: Duration,
         fanout: usize,
         tasks: TaskTracker,
@@ -64,6 +111,7 @@ impl Gossip {
         Gossip {
             replica,
             rx,
+            pushes: Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES_IN_FLIGHT)),
             tick,
             syncing: Arc::new(AtomicBool::new(false)),
             fanout,
@@ -74,7 +122,24 @@ impl Gossip {
     }
 
     fn push(&self, records: Vec<Record>, exclude: Option<NodeId>) {
-        push_to_targets(&self.replica, &self.tasks, self.fanout, records, exclude);
+        push_to_targets(
+            &self.replica,
+            &self.tasks,
+            &self.pushes,
+            self.fanout,
+            records,
+            exclude,
+        );
+    }
+
+    /// After the queue overflowed, every peer may lack what was dropped.
+    fn after_overflow(&self) {
+        if self.rx.overflowed.swap(false, Ordering::AcqRel) {
+            tracing::debug!("gossip queue overflowed: syncing with every peer instead");
+            for p in self.replica.peers.all() {
+                self.replica.peers.set_needs_sync(&p.http_addr, true);
+            }
+        }
     }
 }
 
@@ -85,6 +150,7 @@ impl Worker for Gossip {
 
     fn work(&mut self) -> BoxFuture<'_, Result<WorkerState, String>> {
         Box::pin(async move {
+            self.after_overflow();
             match self.woke.take() {
                 None => Ok(WorkerState::Idle),
                 Some(Wake::Closed) => Ok(WorkerState::Done),
@@ -93,7 +159,7 @@ impl Worker for Gossip {
                     let exclude = first.exclude.clone();
                     let mut records = first.records;
                     while records.len() < MAX_BATCH {
-                        match self.rx.try_recv() {
+                        match self.rx.rx.try_recv() {
                             Ok(o) if o.exclude == exclude => records.extend(o.records),
                             Ok(o) => self.push(o.records, o.exclude),
                             Err(_) => break,
@@ -136,7 +202,7 @@ impl Worker for Gossip {
     fn wait_for_work(&mut self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.woke = Some(tokio::select! {
-                r = self.rx.recv() => match r {
+                r = self.rx.rx.recv() => match r {
                     Some(o) => Wake::Records(o),
                     None => Wake::Closed,
                 },
@@ -151,6 +217,7 @@ impl Worker for Gossip {
 fn push_to_targets(
     node: &Arc<Replica>,
     tasks: &TaskTracker,
+    pushes: &Arc<tokio::sync::Semaphore>,
     fanout: usize,
     records: Vec<Record>,
     exclude: Option<NodeId>,
@@ -176,9 +243,14 @@ fn push_to_targets(
         },
     });
     for peer in targets {
+        let Ok(slot) = pushes.clone().try_acquire_owned() else {
+            node.peers.set_needs_sync(&peer.http_addr, true);
+            continue;
+        };
         let node = node.clone();
         let body = body.clone();
         tasks.spawn(async move {
+            let _slot = slot;
             node.metrics.gossip_pushes.inc();
             let sent = std::time::Instant::now();
             match node

@@ -25,6 +25,11 @@ pub struct Peer {
     pub failing_since: Option<Instant>,
 }
 
+/// The most peers one controller keeps. Peers arrive from other nodes' messages
+/// (pushes, heartbeats' controller lists, registrations), so the map is bounded:
+/// beyond this, new addresses are ignored until known ones are forgotten.
+pub const MAX_PEERS: usize = 1024;
+
 /// Known peers by HTTP address. `std` mutex: map operations only.
 #[derive(Debug, Default)]
 pub struct Peers {
@@ -48,6 +53,7 @@ impl Peers {
         if let Some(id) = &node_id {
             m.retain(|a, p| a == http_addr || p.node_id.as_ref() != Some(id));
         }
+        let full = m.len() >= MAX_PEERS;
         match m.get_mut(http_addr) {
             Some(p) => {
                 if node_id.is_some() {
@@ -56,6 +62,13 @@ impl Peers {
                 if !grpc_addr.is_empty() {
                     p.grpc_addr = grpc_addr.to_string();
                 }
+                false
+            }
+            None if full => {
+                tracing::debug!(
+                    addr = http_addr,
+                    "ignoring a new peer: this controller already knows {MAX_PEERS}"
+                );
                 false
             }
             None => {
@@ -261,6 +274,20 @@ mod tests {
         let all_down = [(&a, false), (&c, false)];
         assert_eq!(ring_successor(&b, &all_down), Some(&c));
         assert_eq!(ring_successor(&b, &[]), None);
+    }
+
+    #[test]
+    fn the_map_is_bounded() {
+        let peers = Peers::default();
+        for i in 0..MAX_PEERS + 10 {
+            peers.upsert(Some(id(&format!("n{i}"))), &format!("h{i}"), "");
+        }
+        assert_eq!(peers.all().len(), MAX_PEERS);
+        // A known peer is still updated, and moving it keeps the count.
+        assert!(!peers.upsert(Some(id("n0")), "h0", "g0"));
+        assert_eq!(peers.all().len(), MAX_PEERS);
+        peers.remove_id(&id("n1"));
+        assert!(peers.upsert(Some(id("new")), "h-new", ""), "room again");
     }
 
     #[test]
