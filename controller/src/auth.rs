@@ -111,7 +111,7 @@ fn sha256_hex(s: &str) -> String {
 }
 
 /// The session id and secret of a token, if it is well formed.
-fn parse_token(token: &str) -> Option<(&str, &str)> {
+pub fn parse_token(token: &str) -> Option<(&str, &str)> {
     let rest = token.strip_prefix("rc1.")?;
     let (session, secret) = rest.split_once('.')?;
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
