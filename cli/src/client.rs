@@ -599,9 +599,10 @@ impl Client {
     }
 
     /// Forgets a node that is gone for good (`force`: even if it was heard from
-    /// recently). A controller that does not know the node (one just started or
-    /// wiped, not caught up yet) answers "not found": the next controller is asked,
-    /// and "not found" stands only when none of them knows it.
+    /// recently). A controller that does not know the node or the caller's account
+    /// (one just started or wiped, not caught up yet) answers "not found" or
+    /// "unauthenticated": the next controller is asked, and the answer stands only
+    /// when none of them knows better.
     pub async fn forget_node(
         &mut self,
         node_id: &str,
@@ -620,7 +621,7 @@ impl Client {
                 })
                 .await;
             match r {
-                Err(ClientError::NotFound(_)) if others > 0 => {
+                Err(ClientError::NotFound(_) | ClientError::Unauthenticated(_)) if others > 0 => {
                     others -= 1;
                     if self.fail_over().await.is_err() {
                         return r.map(|r| r.into_inner());

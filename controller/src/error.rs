@@ -62,6 +62,7 @@ pub enum ControllerError {
 impl From<ControllerError> for Status {
     fn from(e: ControllerError) -> Status {
         let msg = e.to_string();
+        let msg = redcloud_common::clip(&msg, redcloud_common::MAX_ERROR_MESSAGE).into_owned();
         match e {
             ControllerError::InvalidArgument(_) => Status::invalid_argument(msg),
             ControllerError::NotFound(_) => Status::not_found(msg),

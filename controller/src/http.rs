@@ -134,9 +134,6 @@ async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     if let Err(e) = push.check() {
         return refused(node, "gossip push", e);
     }
-    node.peers
-        .upsert(Some(push.from.clone()), &push.from_http, "");
-    node.peers.mark_ok(&push.from_http);
     node.metrics
         .gossip_records_received
         .add(push.batch.records.len() as u64);
@@ -145,6 +142,11 @@ async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
     let applied = node.db.call(move |s| s.apply(batch, drift)).await;
     match applied {
         Ok(a) => {
+            // The sender is learned (and counted as reachable) only once what it
+            // sent was accepted: a refused push changes nothing here.
+            node.peers
+                .upsert(Some(push.from.clone()), &push.from_http, "");
+            node.peers.mark_ok(&push.from_http);
             let ack = PushAck {
                 from: node.id.clone(),
                 clock_ms: node.hlc.wall_ms(),

@@ -663,7 +663,7 @@ impl Controller for ControllerService {
             Status::unauthenticated(format!(
                 "wrong user name or password for {:?} (an account made on another controller \
                  may not have reached this one yet)",
-                req.username
+                redcloud_common::clip(&req.username, 128)
             ))
         };
         if req.username.is_empty()
@@ -755,6 +755,9 @@ impl Controller for ControllerService {
         &self,
         request: Request<pb::ForgetNodeRequest>,
     ) -> Result<Response<pb::ForgetNodeResponse>, Status> {
+        // A write to the cluster's membership: never anonymous.
+        let caller = self.caller(&request).await?;
+        let who = writer(&caller, "forget a node")?.name.clone();
         let req = request.into_inner();
         let id = redcloud_common::NodeId::new(convert::required("node_id", &req.node_id)?)
             .map_err(|e| ControllerError::InvalidArgument(e.to_string()))?;
@@ -826,7 +829,7 @@ impl Controller for ControllerService {
             self.node.membership.set_forgotten(all);
         }
         self.node.publish(written, None);
-        tracing::warn!(node = %id, ?forgotten, "node forgotten: collection no longer waits for it");
+        tracing::warn!(node = %id, by = %who, ?forgotten, "node forgotten: collection no longer waits for it");
         Ok(Response::new(pb::ForgetNodeResponse {
             controller: forgotten.controller,
             chunkserver_records: forgotten.chunkserver_records as u32,

@@ -7,6 +7,7 @@ mod t20_chunkserver_loss;
 mod t30_corruption;
 mod t40_malformed;
 mod t42_limits;
+mod t43_hostile;
 mod t45_cluster_secret;
 mod t47_tls;
 mod t50_replication;

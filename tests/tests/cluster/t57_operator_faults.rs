@@ -642,9 +642,9 @@ async fn a_node_is_forgotten_through_any_controller_that_knows_it() {
     cluster.controllers[lone].kill();
     let addrs = [cluster.controller_addr(blind), cluster.controller_addr(0)];
     for id in [&gone, &lone_id] {
-        let mut client = redcloud_cli::Client::connect(&addrs)
-            .await
-            .expect("connect");
+        // Controller 4 knows neither the node nor the test account: the client
+        // goes on to controller 0.
+        let mut client = cluster.connect(&addrs).await.expect("connect");
         let r = client.forget_node(id, true).await;
         assert!(matches!(&r, Ok(r) if r.controller), "forget {id}: {r:?}");
     }
@@ -656,9 +656,7 @@ async fn a_node_is_forgotten_through_any_controller_that_knows_it() {
         .expect("delete");
     purged_and_forgotten(&cluster, &[0, 1], &[&gone, &lone_id]).await;
     // Known to none of them: still "not found", from every controller asked.
-    let mut client = redcloud_cli::Client::connect(&addrs)
-        .await
-        .expect("connect");
+    let mut client = cluster.connect(&addrs).await.expect("connect");
     let r = client.forget_node("no-such-node", true).await;
     assert!(matches!(r, Err(ClientError::NotFound(_))), "{r:?}");
 }
