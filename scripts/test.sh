@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test RedCloud has: the Rust tests (unit, property, cluster tests on real
-# servers, the short seeded fault run, the CLI binary), then the container suite
+# servers, the short seeded fault run, the CLI binary), every fuzz target for a
+# few seconds (scripts/fuzz.sh; REDCLOUD_FUZZ_SECONDS), then the container suite
 # (images built with scripts/build-images.sh, then scripts/container-test.sh on a
 # bridge network and on a swarm overlay network). The container suite skips, with a
 # message, where no Docker engine answers; REDCLOUD_SKIP_CONTAINERS=1 skips it too.
@@ -14,6 +15,9 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i; if (p == 0) exit 1 }' "$log"
+
+echo "==> fuzz targets, ${REDCLOUD_FUZZ_SECONDS:-15} s each (scripts/fuzz.sh)"
+scripts/fuzz.sh "${REDCLOUD_FUZZ_SECONDS:-15}"
 
 echo "==> container suite"
 if [ "${REDCLOUD_SKIP_CONTAINERS:-0}" = 1 ]; then
