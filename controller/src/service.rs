@@ -33,6 +33,9 @@ pub struct ControllerService {
 /// `RESOURCE_EXHAUSTED`.
 pub const MAX_TRANSFERS: usize = 256;
 
+/// The most pages of hits one search reads looking for books the caller may read.
+const MAX_SEARCH_PAGES: usize = 20;
+
 /// How long an upload or download waits for one of the [`MAX_TRANSFERS`] slots.
 pub const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -53,6 +56,58 @@ impl ControllerService {
                  later or another controller"
             ))),
         }
+    }
+
+    /// Appends to `out` (up to `want` in all) the `hits` whose version the caller
+    /// may read, ranked on from `out`'s length, with owner names.
+    async fn visible_hits(
+        &self,
+        hits: Vec<redcloud_search::index::Hit>,
+        caller: &Option<Caller>,
+        want: usize,
+        out: &mut Vec<pb::SearchHit>,
+    ) -> Result<(), Status> {
+        let ids: Vec<String> = hits.iter().map(|h| h.file_id.clone()).collect();
+        let files = self
+            .node
+            .db
+            .call(move |s| {
+                let mut out = std::collections::HashMap::new();
+                for id in ids {
+                    if let Ok(fid) = id.parse::<FileId>()
+                        && let Some(f) = meta::file_by_id(s.conn(), &fid)?
+                    {
+                        out.insert(id, f);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        let visible: Vec<&FileRecord> = files.values().filter(|f| readable(f, caller)).collect();
+        let names = self.owner_names(&visible).await?;
+        for h in hits {
+            if out.len() >= want {
+                break;
+            }
+            let Some(f) = files.get(&h.file_id).filter(|f| readable(f, caller)) else {
+                continue;
+            };
+            out.push(pb::SearchHit {
+                rank: out.len() as u32 + 1,
+                name: crate::search::name_of_key(&h.name).to_string(),
+                owner: names
+                    .get(&f.owner)
+                    .cloned()
+                    .unwrap_or_else(|| f.owner.clone()),
+                file_id: h.file_id,
+                title: h.title,
+                author: h.author,
+                language: h.language,
+                score: h.score,
+                snippet: h.snippet,
+            });
+        }
+        Ok(())
     }
 
     /// Who is calling (`None`: no token). A bad, revoked or expired token is
@@ -343,62 +398,46 @@ impl Controller for ControllerService {
             return Err(ControllerError::InvalidArgument("empty search query".into()).into());
         }
         let opt = |s: String| (!s.trim().is_empty()).then_some(s);
-        let q = redcloud_search::index::Query {
+        let want = match r.limit {
+            0 => 10,
+            n => (n as usize).min(redcloud_search::index::MAX_LIMIT),
+        };
+        let mut q = redcloud_search::index::Query {
             text: r.query,
             author: opt(r.author),
             language: opt(r.language),
             title: opt(r.title),
-            limit: r.limit as usize,
+            limit: want,
+            offset: 0,
         };
         self.node.metrics.searches.inc();
-        let (hits, indexed, pending) = self.node.search.search(q).await.map_err(|e| match e {
-            redcloud_search::index::SearchError::BadQuery(m) => {
-                ControllerError::InvalidArgument(format!("invalid query: {m}"))
-            }
-            e => ControllerError::Internal(e.to_string()),
-        })?;
-        // Only what the caller may read: each hit's version, looked up here.
-        let ids: Vec<String> = hits.iter().map(|h| h.file_id.clone()).collect();
-        let files = self
-            .node
-            .db
-            .call(move |s| {
-                let mut out = std::collections::HashMap::new();
-                for id in ids {
-                    if let Ok(fid) = id.parse::<FileId>()
-                        && let Some(f) = meta::file_by_id(s.conn(), &fid)?
-                    {
-                        out.insert(id, f);
+        // The index ranks every book; only those the caller may read are answered.
+        // Pages of `want` hits are read until `want` are visible (or the hits end),
+        // so other users' private books never leave a short answer.
+        let mut out: Vec<pb::SearchHit> = Vec::new();
+        let (mut indexed, mut pending) = (0, 0);
+        for _page in 0..MAX_SEARCH_PAGES {
+            let (hits, n, p) = self
+                .node
+                .search
+                .search(q.clone())
+                .await
+                .map_err(|e| match e {
+                    redcloud_search::index::SearchError::BadQuery(m) => {
+                        ControllerError::InvalidArgument(format!("invalid query: {m}"))
                     }
-                }
-                Ok(out)
-            })
-            .await?;
-        let visible: Vec<&FileRecord> = files.values().filter(|f| readable(f, &caller)).collect();
-        let names = self.owner_names(&visible).await?;
-        let mut rank = 0;
+                    e => ControllerError::Internal(e.to_string()),
+                })?;
+            (indexed, pending) = (n, p);
+            let last_page = hits.len() < q.limit;
+            self.visible_hits(hits, &caller, want, &mut out).await?;
+            if last_page || out.len() >= want {
+                break;
+            }
+            q.offset += q.limit;
+        }
         Ok(Response::new(pb::SearchResponse {
-            hits: hits
-                .into_iter()
-                .filter_map(|h| {
-                    let f = files.get(&h.file_id).filter(|f| readable(f, &caller))?;
-                    rank += 1;
-                    Some(pb::SearchHit {
-                        rank,
-                        name: crate::search::name_of_key(&h.name).to_string(),
-                        owner: names
-                            .get(&f.owner)
-                            .cloned()
-                            .unwrap_or_else(|| f.owner.clone()),
-                        file_id: h.file_id,
-                        title: h.title,
-                        author: h.author,
-                        language: h.language,
-                        score: h.score,
-                        snippet: h.snippet,
-                    })
-                })
-                .collect(),
+            hits: out,
             indexed_books: indexed,
             pending_books: pending,
         }))

@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         language,
         title,
         limit,
+        offset: 0,
     };
     let ix = INDEX.lock().unwrap_or_else(|e| e.into_inner());
     match ix.search(&q) {

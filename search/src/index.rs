@@ -63,6 +63,8 @@ pub struct Query {
     pub title: Option<String>,
     /// At most this many hits (1..=[`MAX_LIMIT`]; 0 means 10).
     pub limit: usize,
+    /// Skip this many of the best hits first (the next page).
+    pub offset: usize,
 }
 
 /// One ranked result.
@@ -239,24 +241,28 @@ impl Index {
                     coalesce(d.language, ''), bm25(books, ?2, ?3, ?4) AS score
              FROM books JOIN docs d ON d.doc_id = books.rowid
              WHERE books MATCH ?1 AND (?5 IS NULL OR lower(d.language) = ?5)
-             ORDER BY score, d.name LIMIT ?6",
+             ORDER BY score, d.name LIMIT ?6 OFFSET ?7",
         )?;
+        let offset = q.offset.min(i64::MAX as usize) as i64;
         let rows = st
-            .query_map(params![expr, wt, wa, wb, language, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    Hit {
-                        rank: 0,
-                        name: r.get(1)?,
-                        file_id: r.get(2)?,
-                        title: r.get(3)?,
-                        author: r.get(4)?,
-                        language: r.get(5)?,
-                        score: -r.get::<_, f64>(6)?,
-                        snippet: String::new(),
-                    },
-                ))
-            })
+            .query_map(
+                params![expr, wt, wa, wb, language, limit as i64, offset],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        Hit {
+                            rank: 0,
+                            name: r.get(1)?,
+                            file_id: r.get(2)?,
+                            title: r.get(3)?,
+                            author: r.get(4)?,
+                            language: r.get(5)?,
+                            score: -r.get::<_, f64>(6)?,
+                            snippet: String::new(),
+                        },
+                    ))
+                },
+            )
             .map_err(fts_error)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(fts_error)?;
@@ -264,7 +270,7 @@ impl Index {
         let any_term = terms.join(" OR ");
         let mut hits = Vec::with_capacity(rows.len());
         for (i, (doc_id, mut hit)) in rows.into_iter().enumerate() {
-            hit.rank = i as u32 + 1;
+            hit.rank = (q.offset + i) as u32 + 1;
             hit.snippet = self.snippet(doc_id, &body_terms, &any_term)?;
             hits.push(hit);
         }

@@ -410,4 +410,30 @@ mod tests {
         let (f, w) = forget(&mut s, &gone, addrs).unwrap();
         assert!(f.controller && w.is_empty(), "already forgotten");
     }
+
+    #[test]
+    fn long_expired_sessions_are_tombstoned_and_live_ones_kept() {
+        let (_dir, db) = settled_db();
+        let mut s = db.store.lock().unwrap();
+        let now = s.hlc().wall_ms();
+        let old = "0".repeat(32);
+        let fresh = "1".repeat(32);
+        let just = "2".repeat(32);
+        users::create_session(&mut s, &old, "u1", "a".repeat(64), now - 2 * 3_600_000).unwrap();
+        users::create_session(&mut s, &fresh, "u1", "b".repeat(64), now + 3_600_000).unwrap();
+        // Expired a minute ago: within the hour kept for clocks a little apart.
+        users::create_session(&mut s, &just, "u1", "c".repeat(64), now - 60_000).unwrap();
+        let written = users::expire_sessions(&mut s, now, 1000).unwrap();
+        assert_eq!(written.len(), 1);
+        assert!(written[0].version.deleted);
+        assert_eq!(written[0].key, old);
+        assert!(users::session(s.conn(), &old).unwrap().is_none());
+        assert!(users::session(s.conn(), &fresh).unwrap().is_some());
+        assert!(users::session(s.conn(), &just).unwrap().is_some());
+        assert!(
+            users::expire_sessions(&mut s, now, 1000)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }

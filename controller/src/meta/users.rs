@@ -210,6 +210,37 @@ pub fn session(conn: &Connection, session_id: &str) -> Result<Option<Session>> {
     }
 }
 
+/// How long after its expiry a session is tombstoned (its record then goes the way
+/// of every tombstone). The hour leaves room for clocks a little apart.
+pub const EXPIRED_SESSION_KEEP_MS: u64 = 3_600_000;
+
+/// Tombstones up to `limit` sessions that expired more than
+/// [`EXPIRED_SESSION_KEEP_MS`] before `now_ms`, so logins do not pile up for ever.
+pub fn expire_sessions(store: &mut Store, now_ms: u64, limit: usize) -> Result<Vec<Record>> {
+    let cutoff = now_ms.saturating_sub(EXPIRED_SESSION_KEEP_MS);
+    let ids: Vec<String> = {
+        let mut st = store.conn().prepare_cached(
+            "SELECT session_id FROM sessions WHERE deleted = 0 AND expires_at_ms < ?1 LIMIT ?2",
+        )?;
+        st.query_map(rusqlite::params![cutoff as i64, limit as i64], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut writes = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = rows::load(store.conn(), Table::Sessions, &id)? {
+            writes.push(Write {
+                key: r.key,
+                body: r.body,
+                deleted: true,
+            });
+        }
+    }
+    if writes.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.write(writes)
+}
+
 /// Revokes session `session_id` (a tombstone, which replicates like any write).
 pub fn revoke_session(store: &mut Store, session_id: &str) -> Result<Vec<Record>> {
     let Some(r) = rows::load(store.conn(), Table::Sessions, session_id)? else {

@@ -176,6 +176,21 @@ pub fn worker(
                 .members()
                 .await
                 .map_err(|e| format!("cannot list members: {e}"))?;
+            // Sessions long expired are tombstoned first (and collected like any
+            // tombstone, on a later pass).
+            let now = node.hlc.wall_ms();
+            let expired = node
+                .db
+                .call(move |s| meta::users::expire_sessions(s, now, 1000))
+                .await
+                .map_err(|e| format!("expiring sessions failed: {e}"))?;
+            if !expired.is_empty() {
+                tracing::info!(
+                    sessions = expired.len(),
+                    "tombstoned expired login sessions"
+                );
+                node.events.publish(expired, None);
+            }
             let held = node
                 .held_ahead
                 .lock()

@@ -291,3 +291,68 @@ async fn one_name_registered_on_both_sides_of_a_partition_keeps_both_accounts() 
     assert!(holder(0).is_some(), "{seen:?}");
     assert_eq!(holder(0), holder(1), "both controllers agree: {seen:?}");
 }
+
+/// Found in review (issue 12): search ranked every book and then dropped those the
+/// caller may not read, so other users' private books ranking first left a short
+/// answer (none at all when they filled the page). Hits are now read page by page
+/// until the limit is met with readable books.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_books_ranked_first_do_not_shorten_a_search() {
+    let cluster = TestCluster::start().await;
+    let mut owner = cluster.client().await;
+    // Three private books that rank above the two public ones (more matches).
+    for i in 0..3 {
+        owner
+            .upload_bytes(
+                text(&"lighthouse ".repeat(40)),
+                &format!("private-{i}.txt"),
+                false,
+            )
+            .await
+            .expect("private upload");
+    }
+    for i in 0..2 {
+        owner
+            .upload_bytes(
+                text(&format!(
+                    "a lighthouse and {} other words",
+                    "many ".repeat(40)
+                )),
+                &format!("public-{i}.txt"),
+                true,
+            )
+            .await
+            .expect("public upload");
+    }
+    let search = |limit| redcloud_cli::pb::SearchRequest {
+        query: "lighthouse".into(),
+        limit,
+        ..Default::default()
+    };
+    let c = &cluster;
+    wait_until("all five books are indexed", DEADLINE, || async move {
+        let mut o = c.client().await;
+        o.search(search(10)).await.is_ok_and(|r| r.hits.len() == 5)
+    })
+    .await;
+    let mut o = cluster.client().await;
+    let mine = o.search(search(3)).await.expect("owner's search");
+    let names: Vec<&str> = mine.hits.iter().map(|h| h.name.as_str()).collect();
+    assert!(
+        names.iter().all(|n| n.starts_with("private-")),
+        "the private books rank first: {names:?}"
+    );
+    let mut anon = cluster.anonymous_client_of(0).await;
+    for limit in [1, 2, 5] {
+        let r = anon.search(search(limit)).await.expect("anonymous search");
+        let names: Vec<&str> = r.hits.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names.len(),
+            2.min(limit as usize),
+            "limit {limit}: {names:?}"
+        );
+        assert!(names.iter().all(|n| n.starts_with("public-")), "{names:?}");
+        let ranks: Vec<u32> = r.hits.iter().map(|h| h.rank).collect();
+        assert_eq!(ranks, (1..=ranks.len() as u32).collect::<Vec<_>>());
+    }
+}
