@@ -28,11 +28,11 @@ fuzz_target!(|data: &[u8]| {
     };
     match which % 16 {
         0 => {
-            if let Ok(m) = pb::UploadRequest::decode(body) {
-                match m.msg {
-                    Some(pb::upload_request::Msg::Start(s)) => name(&s.name),
-                    _ => {}
-                }
+            if let Ok(pb::UploadRequest {
+                msg: Some(pb::upload_request::Msg::Start(s)),
+            }) = pb::UploadRequest::decode(body)
+            {
+                name(&s.name);
             }
         }
         1 => {
