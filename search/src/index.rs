@@ -171,7 +171,10 @@ impl Index {
         let book = gutenberg::parse(bytes);
         let meta = book.meta;
         let body = space_cjk(&book.body);
-        let title = meta.title.clone().unwrap_or_else(|| name.to_string());
+        let title = meta
+            .title
+            .clone()
+            .unwrap_or_else(|| display_name(name).to_string());
         let author = meta.author.clone().unwrap_or_default();
         let passages = split_passages(&body);
         let tx = self.conn.transaction()?;
@@ -237,7 +240,7 @@ impl Index {
         let language = q.language.as_deref().map(language_name);
         let (wt, wa, wb) = WEIGHTS;
         let mut st = self.conn.prepare_cached(
-            "SELECT d.doc_id, d.name, d.file_id, coalesce(d.title, d.name), coalesce(d.author, ''),
+            "SELECT d.doc_id, d.name, d.file_id, d.title, coalesce(d.author, ''),
                     coalesce(d.language, ''), bm25(books, ?2, ?3, ?4) AS score
              FROM books JOIN docs d ON d.doc_id = books.rowid
              WHERE books MATCH ?1 AND (?5 IS NULL OR lower(d.language) = ?5)
@@ -248,13 +251,17 @@ impl Index {
             .query_map(
                 params![expr, wt, wa, wb, language, limit as i64, offset],
                 |r| {
+                    let name: String = r.get(1)?;
+                    let title = r
+                        .get::<_, Option<String>>(3)?
+                        .unwrap_or_else(|| display_name(&name).to_string());
                     Ok((
                         r.get::<_, i64>(0)?,
                         Hit {
                             rank: 0,
-                            name: r.get(1)?,
+                            name,
                             file_id: r.get(2)?,
-                            title: r.get(3)?,
+                            title,
                             author: r.get(4)?,
                             language: r.get(5)?,
                             score: -r.get::<_, f64>(6)?,
@@ -456,6 +463,12 @@ pub fn unspace_cjk(s: &str) -> String {
     out
 }
 
+/// What a book without a title is shown as: its name, the last line of the key it
+/// is indexed under (keys may carry a prefix, such as the owner, before a newline).
+pub fn display_name(key: &str) -> &str {
+    key.rsplit('\n').next().unwrap_or(key)
+}
+
 /// Cuts text into passages at paragraph breaks (a blank line) once a passage has
 /// [`PASSAGE_BYTES`]; a passage without one is cut at a line break (or anywhere, on a
 /// character boundary) at [`PASSAGE_MAX`].
@@ -558,6 +571,18 @@ mod tests {
             text: text.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_untitled_book_is_shown_by_its_name_not_its_key() {
+        let mut ix = Index::open_in_memory().unwrap();
+        ix.add("9ff19404\nlight.txt", "v1", b"a public lighthouse\n")
+            .unwrap();
+        let h = ix.search(&q("lighthouse")).unwrap();
+        assert_eq!(h[0].title, "light.txt");
+        assert_eq!(h[0].name, "9ff19404\nlight.txt");
+        // The owner's id is not in the title column either.
+        assert!(ix.search(&q("9ff19404")).unwrap().is_empty());
     }
 
     #[test]
