@@ -693,6 +693,11 @@ async fn connect_any(
                     msg = format!("{msg}: {c}");
                     cause = c.source();
                 }
+                if tls[i].is_some() && msg.contains("InvalidContentType") {
+                    msg = "it does not answer in TLS (a controller started without --tls-cert \
+                           is reached with http://)"
+                        .to_string();
+                }
                 errors.push(format!("{addr}: {msg}"));
             }
         }

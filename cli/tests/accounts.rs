@@ -66,6 +66,14 @@ async fn accounts_from_the_command_line() {
         "{}",
         text(&out.stdout)
     );
+    // The same controller addressed as https:// (it serves plaintext): told so.
+    let out = run(&format!("https://{ctl}"), &dana, &["ls"], None).await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not answer in TLS"),
+        "{}",
+        text(&out.stderr)
+    );
     let saved = dana.join("redcloud").join("session.json");
     let mode = std::fs::metadata(&saved)
         .expect("saved login")
