@@ -26,6 +26,7 @@ books=${REDCLOUD_CORPUS:-../shared/corpus}/books
 books=$(realpath -q "$books" || true)
 
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
+triple=$(rustc -vV | sed -n 's/^host: //p')
 build_log=$(mktemp)
 cargo fuzz build -s none >"$build_log" 2>&1 || { cat "$build_log" >&2; exit 1; }
 rm -f "$build_log"
@@ -44,8 +45,10 @@ for t in "${targets[@]}"; do
   max_len=4096
   [ "$t" = gutenberg ] && max_len=65536
   [ "$t" = gossip_push ] || [ "$t" = anti_entropy ] && max_len=16384
+  # The binaries built above, run directly: a source edit during a long run does
+  # not make `cargo fuzz run` rebuild (or fail to) between targets.
   set +e
-  cargo fuzz run -s none "$t" -- \
+  "fuzz/target/$triple/release/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?
@@ -62,7 +65,7 @@ for t in "${targets[@]}"; do
     "$t" "$took" "$runs" "$rate" "$cov" "$corp" "$crashes"
   if [ $crashes -ne 0 ]; then
     failed=1
-    grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -20 >&2
+    grep -E 'panicked|ERROR|SUMMARY|Test unit written' "$log" | head -20 >&2 || tail -20 "$log" >&2
   fi
   rm -f "$log"
   rm -rf "$TMPDIR"/redcloud-fuzz-*
