@@ -249,6 +249,37 @@ pub enum HttpError {
     BadResponse { url: String, reason: String },
 }
 
+/// When another node last refused one of this process's calls for the cluster
+/// secret (ms since the epoch): the warning is logged at most every 30 s.
+static SECRET_REFUSED_WARNED_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// Logs, at most every 30 s, that a node refused a call for the cluster secret:
+/// otherwise a node started with the wrong secret (or none) only looks as if its
+/// peers were unreachable.
+fn warn_secret_refused(url: &str, have_secret: bool) {
+    use std::sync::atomic::Ordering;
+    let now = crate::now_ms();
+    let last = SECRET_REFUSED_WARNED_MS.load(Ordering::Relaxed);
+    if now.saturating_sub(last) < 30_000
+        || SECRET_REFUSED_WARNED_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    let ours = if have_secret {
+        "this node's REDCLOUD_CLUSTER_SECRET differs from theirs"
+    } else {
+        "this node has no REDCLOUD_CLUSTER_SECRET and theirs is set"
+    };
+    tracing::warn!(
+        %url,
+        "a node refused this one's call for the cluster secret: {ours}; every node of a \
+         cluster needs the same secret"
+    );
+}
+
 /// A pooled HTTP/1.1 client for node-to-node calls.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -363,6 +394,9 @@ impl HttpClient {
                     reason: e.to_string(),
                 })?
                 .to_bytes();
+            if status == StatusCode::UNAUTHORIZED {
+                warn_secret_refused(url, self.secret.is_some());
+            }
             if !status.is_success() {
                 return Err(HttpError::Status {
                     url: url.to_string(),
