@@ -28,7 +28,16 @@ books=$(realpath -q "$books" || true)
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 triple=$(rustc -vV | sed -n 's/^host: //p')
 build_log=$(mktemp)
-cargo fuzz build -s none >"$build_log" 2>&1 || { cat "$build_log" >&2; exit 1; }
+# REDCLOUD_FUZZ_DEV=1 builds without optimisation: half the build time, fewer
+# executions per second; what a short smoke run in CI wants.
+if [ "${REDCLOUD_FUZZ_DEV:-0}" = 1 ]; then
+  build_flags=(--dev)
+  profile=debug
+else
+  build_flags=()
+  profile=release
+fi
+cargo fuzz build -s none "${build_flags[@]}" >"$build_log" 2>&1 || { cat "$build_log" >&2; exit 1; }
 rm -f "$build_log"
 (cd fuzz && cargo run -q --example make-seeds -- corpus ${books:+"$books"})
 
@@ -48,7 +57,7 @@ for t in "${targets[@]}"; do
   # The binaries built above, run directly: a source edit during a long run does
   # not make `cargo fuzz run` rebuild (or fail to) between targets.
   set +e
-  "fuzz/target/$triple/release/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
+  "fuzz/target/$triple/$profile/$t" "fuzz/corpus/$t" -artifact_prefix="fuzz/artifacts/$t/" \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
     -print_final_stats=1 >"$log" 2>&1
   rc=$?

@@ -17,7 +17,7 @@ awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i; if (p == 0) exit 1 }' "$log"
 
 echo "==> fuzz targets, ${REDCLOUD_FUZZ_SECONDS:-15} s each (scripts/fuzz.sh)"
-scripts/fuzz.sh "${REDCLOUD_FUZZ_SECONDS:-15}"
+REDCLOUD_FUZZ_DEV=1 scripts/fuzz.sh "${REDCLOUD_FUZZ_SECONDS:-15}"
 
 echo "==> container suite"
 if [ "${REDCLOUD_SKIP_CONTAINERS:-0}" = 1 ]; then
