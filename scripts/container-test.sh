@@ -11,9 +11,11 @@
 #    disconnect` from the first); both sides upload and delete; reconnected.
 # 4. `docker kill` a controller and a chunkserver in the middle of an upload (the
 #    CLI is connected to that very controller and must fail over), then `docker start`.
-# 5. All controllers reach the same state digest; every acknowledged upload downloads
+# 5. `docker pause` ctl-1 (the CLI's first address) and cs-1: upload, download, ls
+#    and search through the CLI still answer (the longest wait is printed).
+# 6. All controllers reach the same state digest; every acknowledged upload downloads
 #    byte-identical from every controller; deleted books are gone everywhere.
-# 6. A fresh chunkserver container is added and filled; so is the restarted one.
+# 7. A fresh chunkserver container is added and filled; so is the restarted one.
 #
 # Skips (exit 0, with a message) when no Docker engine answers, or for `overlay` when
 # swarm mode cannot be started here.
@@ -189,6 +191,30 @@ code=$(docker wait "$up")
 wait_for 90 "ctl-1 sees 3 chunkservers again" healthy_chunkservers ctl-1-$$ 3
 wait_for 120 "controllers converge after the restarts" converged
 
+step "docker pause ctl-1 (the first address tried) and cs-1: no request waits on them"
+docker pause ctl-1-$$ cs-1-$$ >/dev/null
+longest=0
+timed_cli() { # what args...   (through ctl-1 first, then the alias; must finish within 15 s)
+  local what=$1 t0 t1; shift
+  t0=$(date +%s.%N)
+  timeout 15 docker run --rm --network "$net" -v "$books:/books:ro" -v "$work:/out" "${cli_env[@]}" \
+    redcloud-controller:latest redcloud --controller "$(ip_of ctl-1-$$):8700,controller" "$@" >/dev/null ||
+    { rc=$?; docker unpause ctl-1-$$ cs-1-$$ >/dev/null; fail "$what with ctl-1 and cs-1 paused failed or hung (exit $rc)"; }
+  t1=$(date +%s.%N)
+  local took; took=$(python3 -c "print(f'{$t1 - $t0:.2f}')")
+  echo "    $what: $took s (container start included)"
+  longest=$(python3 -c "print(max($longest, $took))")
+}
+printf 'written while ctl-1 and cs-1 were paused\n' >"$work/paused.txt"
+timed_cli "upload" upload /out/paused.txt
+timed_cli "download" download "${first[2]}" -o /out/paused-download.txt
+timed_cli "ls" ls
+timed_cli "search" search whale
+docker unpause ctl-1-$$ cs-1-$$ >/dev/null
+cmp -s "$work/paused-download.txt" "$books/${first[2]}" || fail "the download with ctl-1 paused differs"
+echo "    longest wait with ctl-1 and cs-1 paused: $longest s"
+wait_for 120 "controllers converge after the unpause" converged
+
 step "every acknowledged upload downloads byte-identical from every controller"
 expect=("${first[@]:2}" "${late[@]}")
 for c in ctl-1-$$ ctl-2-$$ ctl-3-$$; do
@@ -202,7 +228,7 @@ for c in ctl-1-$$ ctl-2-$$ ctl-3-$$; do
     fi
   done
   listed=$(cli "$(ip_of "$c"):8700" ls --json | json_len)
-  want=$((${#expect[@]} + 2))
+  want=$((${#expect[@]} + 3)) # + omnibus2.txt, both-sides.txt, paused.txt
   [ "$listed" = "$want" ] || fail "$c lists $listed files, expected $want"
 done
 

@@ -17,6 +17,16 @@ use crate::error::ClientError;
 
 pub use pb::{ChunkInfo, ClusterStatusResponse, FileInfo, StatResponse, VersionInfo};
 
+/// How long a TCP connect to a controller may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A connection on which nothing arrived for this long is sent a ping...
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+/// ...and is given up on if the ping is not answered within this long. A call
+/// waits at most about KEEPALIVE_INTERVAL + KEEPALIVE_TIMEOUT (1.5 s) on a
+/// controller that stopped answering, and CONNECT_TIMEOUT on one that cannot be
+/// reached at all, before it moves on.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// Bytes per upload message.
 const PIECE: usize = 1024 * 1024;
 const _: () = assert!(PIECE <= MAX_DATA_MESSAGE);
@@ -429,6 +439,10 @@ impl Client {
     }
 
     /// Streams a download into `sink`, checking size and whole-file SHA-256.
+    ///
+    /// If the controller becomes unreachable midway (dead, frozen, cut off), the
+    /// rest of the same version is asked of the next controller from the byte where
+    /// the stream broke: what reached `sink` is never sent twice.
     pub async fn download_into<W>(
         &mut self,
         name: &str,
@@ -439,61 +453,119 @@ impl Client {
     where
         W: tokio::io::AsyncWrite + Unpin + Send,
     {
-        let req = pb::DownloadRequest {
+        let mut req = pb::DownloadRequest {
             name: name.to_string(),
             version: version.unwrap_or_default().to_string(),
             owner: self.owner.clone(),
+            offset: 0,
         };
+        let mut hasher = Sha256Hex::new();
+        let mut got = 0u64;
+        let mut known: Option<FileInfo> = None;
+        let mut attempts = self.addrs.len();
+        loop {
+            let r = self
+                .download_part(&req, known.as_ref(), &mut got, &mut hasher, sink, &progress)
+                .await;
+            match r {
+                Ok(info) => {
+                    let sha = hasher.finish();
+                    if sha != info.sha256 {
+                        return Err(ClientError::Integrity(format!(
+                            "SHA-256 of the received bytes is {sha}, the file's is {}",
+                            info.sha256
+                        )));
+                    }
+                    return Ok(info);
+                }
+                Err((ClientError::Unreachable { .. }, Some(info))) if attempts > 1 => {
+                    attempts -= 1;
+                    self.fail_over().await?;
+                    // The rest of the very version being read, whatever is current now.
+                    req.version = info.file_id.clone();
+                    req.offset = got;
+                    known = Some(info);
+                }
+                Err((ClientError::Unreachable { .. }, None)) if attempts > 1 => {
+                    attempts -= 1;
+                    self.fail_over().await?;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// One download call from `req.offset` (== `*got`). Returns the file's info when
+    /// the stream ended at its size; on an error, also the info if it had arrived
+    /// (so a resumed call can ask for the same version).
+    async fn download_part<W>(
+        &mut self,
+        req: &pb::DownloadRequest,
+        known: Option<&FileInfo>,
+        got: &mut u64,
+        hasher: &mut Sha256Hex,
+        sink: &mut W,
+        progress: &impl Fn(u64, u64),
+    ) -> Result<FileInfo, (ClientError, Option<FileInfo>)>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
+        let carry = |e: ClientError| (e, known.cloned());
         let mut stream = self
-            .retrying(|mut c| {
-                let req = req.clone();
-                async move { c.download(req).await }
-            })
-            .await?
+            .inner
+            .clone()
+            .download(req.clone())
+            .await
+            .map_err(|s| carry(s.into()))?
             .into_inner();
-        let info = match stream.message().await? {
+        let info = match stream.message().await.map_err(|s| carry(s.into()))? {
             Some(pb::DownloadResponse {
                 msg: Some(pb::download_response::Msg::Info(i)),
             }) => i,
             _ => {
-                return Err(ClientError::Integrity(
+                return Err(carry(ClientError::Integrity(
                     "download did not start with file info".into(),
-                ));
-            }
-        };
-        let mut hasher = Sha256Hex::new();
-        let mut got = 0u64;
-        while let Some(msg) = stream.message().await? {
-            let Some(pb::download_response::Msg::Data(d)) = msg.msg else {
-                return Err(ClientError::Integrity(
-                    "unexpected message in download stream".into(),
-                ));
-            };
-            got += d.len() as u64;
-            if got > info.size {
-                return Err(ClientError::Integrity(format!(
-                    "received more than the {} bytes of the file",
-                    info.size
                 )));
             }
+        };
+        if let Some(k) = known
+            && (k.file_id != info.file_id || k.size != info.size || k.sha256 != info.sha256)
+        {
+            return Err(carry(ClientError::Integrity(format!(
+                "controller {} resumed a different file than the one being read",
+                self.controller()
+            ))));
+        }
+        let fail = |e: ClientError| (e, Some(info.clone()));
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(s) => return Err(fail(s.into())),
+            };
+            let Some(pb::download_response::Msg::Data(d)) = msg.msg else {
+                return Err(fail(ClientError::Integrity(
+                    "unexpected message in download stream".into(),
+                )));
+            };
+            if *got + d.len() as u64 > info.size {
+                return Err(fail(ClientError::Integrity(format!(
+                    "received more than the {} bytes of the file",
+                    info.size
+                ))));
+            }
+            *got += d.len() as u64;
             hasher.update(&d);
             sink.write_all(&d)
                 .await
-                .map_err(|e| ClientError::io("download output", e))?;
-            progress(got, info.size);
+                .map_err(|e| fail(ClientError::io("download output", e)))?;
+            progress(*got, info.size);
         }
-        if got != info.size {
-            return Err(ClientError::Integrity(format!(
-                "download ended after {got} of {} bytes",
-                info.size
-            )));
-        }
-        let sha = hasher.finish();
-        if sha != info.sha256 {
-            return Err(ClientError::Integrity(format!(
-                "SHA-256 of the received bytes is {sha}, the file's is {}",
-                info.sha256
-            )));
+        if *got != info.size {
+            return Err(fail(ClientError::Integrity(format!(
+                "download ended after {} of {} bytes",
+                *got, info.size
+            ))));
         }
         Ok(info)
     }
@@ -678,7 +750,16 @@ async fn connect_any(
             None => ep,
         };
         let ep = ep
-            .connect_timeout(Duration::from_secs(2))
+            .connect_timeout(CONNECT_TIMEOUT)
+            // A frozen controller (SIGSTOP, `docker pause`) still completes TCP
+            // handshakes in its kernel, and one behind a dead path drops packets
+            // silently: neither ever answers. HTTP/2 pings, also while a call is
+            // waiting or streaming, find both within KEEPALIVE_INTERVAL +
+            // KEEPALIVE_TIMEOUT; the call then fails as unreachable and is moved
+            // to the next controller where that is safe.
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
             .initial_stream_window_size(4 * 1024 * 1024)

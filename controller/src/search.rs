@@ -229,7 +229,7 @@ async fn index_one(
     f: &crate::model::FileRecord,
 ) -> Result<(), crate::error::ControllerError> {
     let opened = download::open(node, &f.owner, &f.name, Some(f.file_id)).await?;
-    let mut rx = download::stream(node.clone(), opened);
+    let mut rx = download::stream(node.clone(), opened, 0);
     let mut bytes = Vec::with_capacity(f.size as usize);
     while let Some(piece) = rx.recv().await {
         bytes.extend_from_slice(&piece?);

@@ -312,6 +312,12 @@ impl Controller for ControllerService {
         if !readable(&opened.file, &caller) {
             return Err(not_found(name));
         }
+        if req.offset > opened.file.size {
+            return Err(Status::out_of_range(format!(
+                "offset {} is past the end of '{name}' ({} bytes)",
+                req.offset, opened.file.size
+            )));
+        }
         let slot = self.transfer_slot().await?;
         let info = pb::DownloadResponse {
             msg: Some(pb::download_response::Msg::Info(
@@ -321,6 +327,7 @@ impl Controller for ControllerService {
         let data = tokio_stream::wrappers::ReceiverStream::new(download::stream(
             self.node.data.clone(),
             opened,
+            req.offset,
         ))
         .map(move |r| {
             let _held_until_the_stream_ends = &slot;
@@ -558,7 +565,7 @@ impl Controller for ControllerService {
             .count() as u64;
         // Live checks, in parallel and short: a node that does not answer makes the
         // answer partial rather than slow.
-        let check = std::time::Duration::from_millis(800);
+        let check = std::time::Duration::from_millis(500);
         let cs_live = futures::future::join_all(servers.iter().map(|s| {
             let node = self.node.clone();
             let addr = s.record.grpc_addr.clone();

@@ -131,6 +131,7 @@ fn main() {
                 name: "tale.txt".into(),
                 version: redcloud_common::FileId::generate().to_string(),
                 owner: "alice".into(),
+                offset: 0,
             }
             .encode_to_vec(),
         ),

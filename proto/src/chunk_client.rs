@@ -49,8 +49,11 @@ impl Default for Timeouts {
     }
 }
 
-/// HTTP/2 ping interval, and how long a ping may go unanswered, on chunk channels.
-pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// HTTP/2 ping interval on chunk channels (a ping goes out when nothing arrived
+/// for this long)...
+pub const KEEPALIVE: Duration = Duration::from_millis(500);
+/// ...and how long a ping may go unanswered before the connection is given up.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A lazily connecting channel to `addr` (`host:port`).
 pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
@@ -66,9 +69,11 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
         .tcp_nodelay(true)
         // A connection whose path died (a container moved to another network and
         // back) can stay open with no RST ever coming; pings find it within
-        // KEEPALIVE x 2 and the channel dials again on the next call.
+        // KEEPALIVE + KEEPALIVE_TIMEOUT, and so does a frozen node (SIGSTOP, `docker
+        // pause`), whose kernel still accepts connections; the channel dials again
+        // on the next call.
         .http2_keep_alive_interval(KEEPALIVE)
-        .keep_alive_timeout(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
         .keep_alive_while_idle(true)
         .http2_adaptive_window(true)
         .initial_stream_window_size(4 * 1024 * 1024)

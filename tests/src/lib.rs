@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 pub mod corpus;
 pub mod fault_run;
+pub mod procs;
 pub mod proxy;
 pub mod sim;
 

@@ -42,6 +42,11 @@ pub const QUEUE: usize = 1024;
 /// request timeout; past this, a peer gets a sync mark instead of another task.
 pub const MAX_PUSHES_IN_FLIGHT: usize = 64;
 
+/// A push (at most EAGER_LIMIT records) not answered within this long failed: a
+/// frozen peer does not hold push slots for the whole peer request timeout, and
+/// what it missed comes by anti-entropy.
+pub const PUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The writing end of the gossip queue.
 #[derive(Debug, Clone)]
 pub struct Sender {
@@ -253,11 +258,14 @@ fn push_to_targets(
             let _slot = slot;
             node.metrics.gossip_pushes.inc();
             let sent = std::time::Instant::now();
-            match node
+            let push = node
                 .net
-                .post(&peer.http_addr, "/internal/gossip/receive", body)
-                .await
-            {
+                .post(&peer.http_addr, "/internal/gossip/receive", body);
+            let answer = match tokio::time::timeout(PUSH_TIMEOUT, push).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {PUSH_TIMEOUT:?}")),
+            };
+            match answer {
                 Ok(b) => match decode::<PushAck>(&b) {
                     Ok(ack) => {
                         node.hlc.note_answer_clock(

@@ -4,6 +4,7 @@
 mod t10_round_trip;
 mod t15_chunk_api;
 mod t20_chunkserver_loss;
+mod t25_frozen;
 mod t30_corruption;
 mod t40_malformed;
 mod t42_limits;

@@ -187,6 +187,7 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
             name: "x".into(),
             version: "not-a-uuid".into(),
             owner: String::new(),
+            offset: 0,
         })
         .await
         .expect_err("bad version");

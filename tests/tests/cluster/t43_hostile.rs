@@ -397,6 +397,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
                 name: "diary.txt".into(),
                 version: String::new(),
                 owner: TEST_USER.into(),
+                offset: 0,
             }
         ))
         .await;
@@ -632,6 +633,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
             name: "lighthouse.txt".into(),
             version: "not-a-uuid".into(),
             owner: TEST_USER.into(),
+            offset: 0,
         })
         .await;
     t.grpc(
