@@ -572,18 +572,40 @@ impl Client {
 
     /// The current version of every file (optionally only names with `prefix`).
     pub async fn list(&mut self, prefix: &str) -> Result<Vec<FileInfo>, ClientError> {
-        let req = pb::ListRequest {
+        let mut all = Vec::new();
+        self.list_pages(prefix, |page| all.extend(page)).await?;
+        Ok(all)
+    }
+
+    /// As [`Client::list`], a page at a time: `each` gets every page as it
+    /// arrives, so a listing of any length is held in memory one page at a time.
+    /// A page is asked of the next controller if the current one goes away (page
+    /// tokens hold names, valid everywhere).
+    pub async fn list_pages(
+        &mut self,
+        prefix: &str,
+        mut each: impl FnMut(Vec<FileInfo>),
+    ) -> Result<(), ClientError> {
+        let mut req = pb::ListRequest {
             prefix: prefix.into(),
             owner: self.owner.clone(),
+            page_size: 0,
+            page_token: String::new(),
         };
-        Ok(self
-            .retrying(|mut c| {
-                let req = req.clone();
-                async move { c.list(req).await }
-            })
-            .await?
-            .into_inner()
-            .files)
+        loop {
+            let r = self
+                .retrying(|mut c| {
+                    let req = req.clone();
+                    async move { c.list(req).await }
+                })
+                .await?
+                .into_inner();
+            each(r.files);
+            if r.next_page_token.is_empty() {
+                return Ok(());
+            }
+            req.page_token = r.next_page_token;
+        }
     }
 
     /// Deletes every version of `name`; returns how many versions there were.
@@ -621,18 +643,27 @@ impl Client {
 
     /// Every version of `name`, newest first.
     pub async fn versions(&mut self, name: &str) -> Result<Vec<VersionInfo>, ClientError> {
-        let req = pb::VersionsRequest {
+        let mut req = pb::VersionsRequest {
             name: name.into(),
             owner: self.owner.clone(),
+            page_size: 0,
+            page_token: String::new(),
         };
-        Ok(self
-            .retrying(|mut c| {
-                let req = req.clone();
-                async move { c.versions(req).await }
-            })
-            .await?
-            .into_inner()
-            .versions)
+        let mut all = Vec::new();
+        loop {
+            let r = self
+                .retrying(|mut c| {
+                    let req = req.clone();
+                    async move { c.versions(req).await }
+                })
+                .await?
+                .into_inner();
+            all.extend(r.versions);
+            if r.next_page_token.is_empty() {
+                return Ok(all);
+            }
+            req.page_token = r.next_page_token;
+        }
     }
 
     /// A file's chunks and where each is stored.

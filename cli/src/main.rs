@@ -84,6 +84,13 @@ enum Command {
         #[arg(long)]
         version: Option<String>,
     },
+    /// Write a book to standard output as it arrives (any size, in bounded memory).
+    Cat {
+        name: String,
+        /// A version id from `stat` or `versions` (default: the current version).
+        #[arg(long)]
+        version: Option<String>,
+    },
     /// List stored files.
     Ls {
         /// Only names starting with this.
@@ -399,12 +406,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 None => PathBuf::from(base_name(Path::new(&name))?),
             };
             if out.as_os_str() == "-" {
-                use std::io::Write;
-                let (info, data) = client.download_bytes(&name, version.as_deref()).await?;
-                std::io::stdout()
-                    .write_all(&data)
-                    .map_err(|e| ClientError::io("stdout", e))?;
-                if json {
+                if let Some(info) = cat(&mut client, &name, version.as_deref()).await?
+                    && json
+                {
                     eprintln!("{}", serde_json::to_string(&info).unwrap_or_default());
                 }
                 return Ok(());
@@ -430,20 +434,65 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 );
             }
         }
+        Command::Cat { name, version } => {
+            if let Some(info) = cat(&mut client, &name, version.as_deref()).await?
+                && json
+            {
+                eprintln!("{}", serde_json::to_string(&info).unwrap_or_default());
+            }
+        }
         Command::Ls { prefix } => {
-            let files = client.list(&prefix).await?;
-            if json {
-                print_json(&files);
-            } else if files.is_empty() {
-                println!("no files");
-            } else {
-                println!("{:>12}  {:>6}  {:<36}  NAME", "SIZE", "CHUNKS", "VERSION");
-                for f in &files {
-                    println!(
-                        "{:>12}  {:>6}  {:<36}  {}",
-                        f.size, f.chunk_count, f.file_id, f.name
-                    );
-                }
+            // Printed a page at a time as pages arrive: any number of books in
+            // bounded memory, the first lines at once.
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let mut count = 0usize;
+            let mut failed: Option<std::io::Error> = None;
+            client
+                .list_pages(&prefix, |page| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let r = (|| -> std::io::Result<()> {
+                        for f in &page {
+                            if json {
+                                let sep = if count == 0 { "[\n" } else { ",\n" };
+                                let item = serde_json::to_string_pretty(f)
+                                    .map_err(std::io::Error::other)?;
+                                write!(out, "{sep}{}", indent(&item))?;
+                            } else {
+                                if count == 0 {
+                                    writeln!(
+                                        out,
+                                        "{:>12}  {:>6}  {:<36}  NAME",
+                                        "SIZE", "CHUNKS", "VERSION"
+                                    )?;
+                                }
+                                writeln!(
+                                    out,
+                                    "{:>12}  {:>6}  {:<36}  {}",
+                                    f.size, f.chunk_count, f.file_id, f.name
+                                )?;
+                            }
+                            count += 1;
+                        }
+                        out.flush()
+                    })();
+                    failed = r.err();
+                })
+                .await?;
+            let r = match failed {
+                Some(e) => Err(e),
+                None if json && count == 0 => writeln!(out, "[]"),
+                None if json => writeln!(out, "\n]"),
+                None if count == 0 => writeln!(out, "no files"),
+                None => Ok(()),
+            };
+            match r.and_then(|_| out.flush()) {
+                // `redcloud ls | head`: the reader has seen enough.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Err(e) => return Err(ClientError::io("stdout", e)),
+                Ok(()) => {}
             }
         }
         Command::Rm { name } => {
@@ -895,6 +944,42 @@ fn progress_bar(json: bool, len: u64, name: &str) -> ProgressBar {
     }
     bar.set_message(name.to_string());
     bar
+}
+
+/// Streams a book to standard output as it arrives (bounded memory, any size).
+/// Every chunk was verified before it was sent; the whole-file SHA-256 is
+/// checked at the end, and a mismatch exits non-zero after the bytes went out.
+/// `None`: the reader went away first (`redcloud cat book | head`), which is no
+/// error.
+async fn cat(
+    client: &mut Client,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Option<FileInfo>, ClientError> {
+    use tokio::io::AsyncWriteExt;
+    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, tokio::io::stdout());
+    let r = client
+        .download_into(name, version, &mut out, |_, _| {})
+        .await;
+    let flushed = out.flush().await;
+    match (r, flushed) {
+        (Err(ClientError::Io { source, .. }), _) | (Ok(_), Err(source))
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(None)
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Err(e)) => Err(ClientError::io("stdout", e)),
+        (Ok(info), Ok(())) => Ok(Some(info)),
+    }
+}
+
+/// Indents every line of `s` by two spaces (an item inside a JSON array).
+fn indent(s: &str) -> String {
+    s.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn print_json<T: serde::Serialize>(v: &T) {

@@ -82,6 +82,22 @@ async fn commands_work_and_failures_exit_non_zero_with_clear_messages() {
         std::fs::read(&a).expect("read")
     );
 
+    // `cat` (and `download -o -`) stream the book to standard output.
+    for args in [
+        vec!["cat", "alpha.txt"],
+        vec!["download", "alpha.txt", "-o", "-"],
+    ] {
+        let out = run(&cluster, &args).await;
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            out.stdout == std::fs::read(&a).expect("read"),
+            "{args:?}: stdout differs from the file"
+        );
+    }
+    let out = run(&cluster, &["cat", "no-such-book.txt"]).await;
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+
     // Several names at once, into a directory.
     let many = dir.path().join("many");
     std::fs::create_dir(&many).expect("mkdir");

@@ -7,7 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use redcloud_common::FileId;
+use redcloud_common::replication::Origin;
+use redcloud_common::{FileId, HlcTimestamp};
 use redcloud_proto::controller::{self as pb, controller_server::Controller};
 use redcloud_proto::convert;
 use tonic::{Request, Response, Status, Streaming};
@@ -168,6 +169,68 @@ impl ControllerService {
 }
 
 /// The caller's own books: its user id, or the anonymous books without a token.
+/// Files per page of `List` and `Versions` when the request does not say...
+pub const DEFAULT_PAGE: usize = 1000;
+/// ...and the most it may ask for (a page of FileInfos stays far below
+/// MAX_MESSAGE_BYTES).
+pub const MAX_PAGE: usize = 5000;
+
+fn page_size(asked: u32) -> usize {
+    match asked {
+        0 => DEFAULT_PAGE,
+        n => (n as usize).min(MAX_PAGE),
+    }
+}
+
+/// Where a `List` goes on: after the caller's (or the named owner's) name `n`, or
+/// after public book `n` of owner (user id) `o`.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(tag = "s")]
+enum ListCursor {
+    #[serde(rename = "own")]
+    Own { n: String },
+    #[serde(rename = "pub")]
+    Public { n: String, o: String },
+}
+
+/// Where `Versions` goes on: after the version with HLC `h` and origin `o`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VersionsCursor {
+    h: u64,
+    o: i64,
+}
+
+/// Longest page token accepted (hex of a cursor holding one name).
+const MAX_PAGE_TOKEN: usize = 8 * 1024;
+
+fn bad_page_token(why: &str) -> Status {
+    ControllerError::InvalidArgument(format!(
+        "bad page_token ({why}): pass the next_page_token of the previous page, or none"
+    ))
+    .into()
+}
+
+/// A page token is the hex of the cursor's JSON: opaque to clients, valid at
+/// every controller (it names keys, not positions).
+fn encode_cursor<T: serde::Serialize>(c: Option<&T>) -> String {
+    c.and_then(|c| serde_json::to_vec(c).ok())
+        .map(hex::encode)
+        .unwrap_or_default()
+}
+
+fn decode_cursor<T: serde::de::DeserializeOwned>(token: &str) -> Result<Option<T>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    if token.len() > MAX_PAGE_TOKEN {
+        return Err(bad_page_token("too long"));
+    }
+    let bytes = hex::decode(token).map_err(|_| bad_page_token("not hex"))?;
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|_| bad_page_token("not a cursor"))
+}
+
 fn own_namespace(caller: &Option<Caller>) -> String {
     caller
         .as_ref()
@@ -346,29 +409,61 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
+        let limit = page_size(req.page_size);
+        let cursor: Option<ListCursor> = decode_cursor(&req.page_token)?;
         let prefix = req.prefix;
-        let files: Vec<FileRecord> = if req.owner.is_empty() {
+        let (files, next) = if req.owner.is_empty() {
             // The caller's books, then everyone else's public ones.
             let own = own_namespace(&caller);
             self.node
                 .db
                 .call(move |s| {
-                    let mut v = meta::list_current(s.conn(), &own, &prefix)?;
-                    v.extend(meta::list_public(s.conn(), &own, &prefix)?);
-                    Ok(v)
+                    let c = s.conn();
+                    let mut files = Vec::new();
+                    let public_after = match cursor {
+                        Some(ListCursor::Public { n, o }) => Some((n, o)),
+                        own_cursor => {
+                            let after = match own_cursor {
+                                Some(ListCursor::Own { n }) => n,
+                                _ => String::new(),
+                            };
+                            let p = meta::list_current_page(c, &own, &prefix, &after, limit)?;
+                            files = p.items;
+                            if let Some(n) = p.next {
+                                return Ok((files, Some(ListCursor::Own { n })));
+                            }
+                            None
+                        }
+                    };
+                    let budget = limit.saturating_sub(files.len()).max(1);
+                    let after = public_after.as_ref().map(|(n, o)| (n.as_str(), o.as_str()));
+                    let p = meta::list_public_page(c, &own, &prefix, after, budget)?;
+                    files.extend(p.items);
+                    Ok((files, p.next.map(|(n, o)| ListCursor::Public { n, o })))
                 })
                 .await?
         } else {
             let owner = self.namespace(&caller, &req.owner).await?;
+            let after = match cursor {
+                None => String::new(),
+                Some(ListCursor::Own { n }) => n,
+                Some(ListCursor::Public { .. }) => {
+                    return Err(bad_page_token("it is not one of this listing"));
+                }
+            };
             self.node
                 .db
-                .call(move |s| meta::list_current(s.conn(), &owner, &prefix))
+                .call(move |s| {
+                    let p = meta::list_current_page(s.conn(), &owner, &prefix, &after, limit)?;
+                    Ok((p.items, p.next.map(|n| ListCursor::Own { n })))
+                })
                 .await?
         };
         let files: Vec<&FileRecord> = files.iter().filter(|f| readable(f, &caller)).collect();
         let names = self.owner_names(&files).await?;
         Ok(Response::new(pb::ListResponse {
             files: files.iter().map(|f| file_info(f, &names)).collect(),
+            next_page_token: encode_cursor(next.as_ref()),
         }))
     }
 
@@ -457,17 +552,36 @@ impl Controller for ControllerService {
         let caller = self.caller(&request).await?;
         let name = convert::required("name", &request.get_ref().name)?.to_string();
         let owner = self.namespace(&caller, &request.get_ref().owner).await?;
-        let n = name.clone();
-        let list = self
-            .node
-            .db
-            .call(move |s| meta::versions(s.conn(), &owner, &n))
-            .await?;
-        let list: Vec<_> = list
-            .into_iter()
-            .filter(|v| readable(&v.file, &caller))
-            .collect();
-        if list.is_empty() {
+        let limit = page_size(request.get_ref().page_size);
+        let first_page = request.get_ref().page_token.is_empty();
+        let mut cursor: Option<VersionsCursor> = decode_cursor(&request.get_ref().page_token)?;
+        // Pages until one holds a version the caller may read, or none are left (so
+        // "not found" is said only of a name with no readable version at all).
+        let (list, next) = loop {
+            let (owner, n) = (owner.clone(), name.clone());
+            let after = cursor
+                .take()
+                .map(|c| (HlcTimestamp(c.h), Origin::from_sql(c.o)));
+            let page = self
+                .node
+                .db
+                .call(move |s| meta::versions_page(s.conn(), &owner, &n, after, limit))
+                .await?;
+            let next = page.next.map(|(h, o)| VersionsCursor {
+                h: h.0,
+                o: o.to_sql(),
+            });
+            let list: Vec<_> = page
+                .items
+                .into_iter()
+                .filter(|v| readable(&v.file, &caller))
+                .collect();
+            match next {
+                Some(c) if list.is_empty() => cursor = Some(c),
+                next => break (list, next),
+            }
+        };
+        if list.is_empty() && first_page {
             return Err(not_found(&name));
         }
         let files: Vec<&FileRecord> = list.iter().map(|v| &v.file).collect();
@@ -482,6 +596,7 @@ impl Controller for ControllerService {
                     origin: v.file.meta.origin.to_string(),
                 })
                 .collect(),
+            next_page_token: encode_cursor(next.as_ref()),
         }))
     }
 

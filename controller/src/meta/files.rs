@@ -50,24 +50,6 @@ fn deletion(conn: &Connection, owner: &str, name: &str) -> Result<Option<(HlcTim
     Ok(r.map(|(h, o)| (HlcTimestamp(h as u64), Origin::from_sql(o))))
 }
 
-/// Every version of `owner/name`, newest first (live and deleted).
-pub fn versions(conn: &Connection, owner: &str, name: &str) -> Result<Vec<VersionEntry>> {
-    let mut st = conn.prepare_cached(&format!(
-        "SELECT {FILE_COLS} FROM files WHERE owner = ?1 AND name = ?2 ORDER BY hlc DESC, origin DESC"
-    ))?;
-    let files = st
-        .query_map(params![owner, name], read_file)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let current = current_of(conn, owner, name, &files)?.map(|f| f.file_id);
-    Ok(files
-        .into_iter()
-        .map(|f| VersionEntry {
-            current: Some(f.file_id) == current,
-            file: f,
-        })
-        .collect())
-}
-
 /// The current version among `files` (all versions of one name): the live one with
 /// the highest (HLC, origin), unless a later deletion of the name hides it.
 fn current_of(
@@ -152,6 +134,156 @@ pub fn list_current(conn: &Connection, owner: &str, prefix: &str) -> Result<Vec<
     Ok(out)
 }
 
+/// The smallest string greater than every string starting with `prefix` (UTF-8
+/// byte order is code point order), if there is one: the prefix with its last
+/// character that can be incremented, incremented.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = (c as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(n) = next {
+            chars.push(n);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// One page of a listing: the records, and the key to continue after (`None`
+/// when nothing is left).
+pub struct Page<T, K> {
+    pub items: Vec<T>,
+    pub next: Option<K>,
+}
+
+/// Up to `limit` names of `owner` after `after` (exclusive) starting with `prefix`,
+/// with their current version: one page of [`list_current`], by name. Names
+/// whose versions are all deleted are skipped (so a page may hold fewer than
+/// `limit` records and still have a next one).
+pub fn list_current_page(
+    conn: &Connection,
+    owner: &str,
+    prefix: &str,
+    after: &str,
+    limit: usize,
+) -> Result<Page<FileRecord, String>> {
+    let end = prefix_end(prefix);
+    let names: Vec<String> = conn
+        .prepare_cached(
+            "SELECT DISTINCT name FROM files
+              WHERE owner = ?1 AND deleted = 0 AND name > ?2 AND name >= ?3
+                AND (?4 IS NULL OR name < ?4)
+              ORDER BY name LIMIT ?5",
+        )?
+        .query_map(params![owner, after, prefix, end, limit as i64], |r| {
+            r.get(0)
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let (Some(first), Some(last)) = (names.first(), names.last()) else {
+        return Ok(Page {
+            items: Vec::new(),
+            next: None,
+        });
+    };
+    let rows: Vec<FileRecord> = conn
+        .prepare_cached(&format!(
+            "SELECT {FILE_COLS} FROM files
+              WHERE owner = ?1 AND deleted = 0 AND name >= ?2 AND name <= ?3
+              ORDER BY name"
+        ))?
+        .query_map(params![owner, first, last], read_file)?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut items = Vec::new();
+    for group in rows.chunk_by(|a, b| a.name == b.name) {
+        if let Some(f) = current_of(conn, owner, &group[0].name, group)? {
+            items.push(f);
+        }
+    }
+    Ok(Page {
+        next: (names.len() >= limit).then(|| last.clone()),
+        items,
+    })
+}
+
+/// Up to `limit` (name, owner) pairs after `after` (exclusive) of owners other
+/// than `except` whose current version is public and whose name starts with
+/// `prefix`, with that version: one page of a listing, by name then owner.
+pub fn list_public_page(
+    conn: &Connection,
+    except: &str,
+    prefix: &str,
+    after: Option<(&str, &str)>,
+    limit: usize,
+) -> Result<Page<FileRecord, (String, String)>> {
+    let end = prefix_end(prefix);
+    let (an, ao) = after.unwrap_or(("", ""));
+    let keys: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT DISTINCT name, owner FROM files
+              WHERE public = 1 AND deleted = 0 AND owner != ?1
+                AND name >= ?2 AND (?3 IS NULL OR name < ?3)
+                AND (name > ?4 OR (name = ?4 AND owner > ?5))
+              ORDER BY name, owner LIMIT ?6",
+        )?
+        .query_map(params![except, prefix, end, an, ao, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut items = Vec::new();
+    for (name, owner) in &keys {
+        if let Some(f) = current_file(conn, owner, name)?
+            && f.public
+        {
+            items.push(f);
+        }
+    }
+    Ok(Page {
+        next: (keys.len() >= limit)
+            .then(|| keys.last().cloned())
+            .flatten(),
+        items,
+    })
+}
+
+/// Up to `limit` versions of `owner/name` (live and deleted), newest first,
+/// after the version `after` ((HLC, origin), exclusive); each says whether it is
+/// the current one.
+pub fn versions_page(
+    conn: &Connection,
+    owner: &str,
+    name: &str,
+    after: Option<(HlcTimestamp, Origin)>,
+    limit: usize,
+) -> Result<Page<VersionEntry, (HlcTimestamp, Origin)>> {
+    let (ah, ao) = match &after {
+        Some((h, o)) => (Some(h.0 as i64), Some(o.to_sql())),
+        None => (None, None),
+    };
+    let files: Vec<FileRecord> = conn
+        .prepare_cached(&format!(
+            "SELECT {FILE_COLS} FROM files
+              WHERE owner = ?1 AND name = ?2
+                AND (?3 IS NULL OR hlc < ?3 OR (hlc = ?3 AND origin < ?4))
+              ORDER BY hlc DESC, origin DESC LIMIT ?5"
+        ))?
+        .query_map(params![owner, name, ah, ao, limit as i64], read_file)?
+        .collect::<rusqlite::Result<_>>()?;
+    let current = current_file(conn, owner, name)?.map(|f| f.file_id);
+    let next = (files.len() >= limit)
+        .then(|| files.last().map(|f| (f.meta.hlc, f.meta.origin)))
+        .flatten();
+    Ok(Page {
+        items: files
+            .into_iter()
+            .map(|f| VersionEntry {
+                current: Some(f.file_id) == current,
+                file: f,
+            })
+            .collect(),
+        next,
+    })
+}
+
 /// The current version of every live name of every owner, by owner then name.
 pub fn list_all_current(conn: &Connection) -> Result<Vec<FileRecord>> {
     let owners: Vec<String> = conn
@@ -162,28 +294,6 @@ pub fn list_all_current(conn: &Connection) -> Result<Vec<FileRecord>> {
     for owner in owners {
         out.extend(list_current(conn, &owner, "")?);
     }
-    Ok(out)
-}
-
-/// The current version of every live name of any owner but `except` whose
-/// current version is public and whose name starts with `prefix`, by name.
-pub fn list_public(conn: &Connection, except: &str, prefix: &str) -> Result<Vec<FileRecord>> {
-    let owners: Vec<String> = conn
-        .prepare_cached(
-            "SELECT DISTINCT owner FROM files
-              WHERE public = 1 AND deleted = 0 AND owner != ?1 AND substr(name, 1, length(?2)) = ?2",
-        )?
-        .query_map(params![except, prefix], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::new();
-    for owner in owners {
-        out.extend(
-            list_current(conn, &owner, prefix)?
-                .into_iter()
-                .filter(|f| f.public),
-        );
-    }
-    out.sort_by(|a, b| (&a.name, &a.owner).cmp(&(&b.name, &b.owner)));
     Ok(out)
 }
 

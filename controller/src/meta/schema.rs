@@ -152,6 +152,12 @@ const MIGRATIONS: &[Migration] = &[
     CREATE INDEX sessions_user ON sessions(user_id);
     "#,
     ),
+    // 5: the public books of every owner by name, for listing them a page at a time.
+    Migration::Sql(
+        r#"
+    CREATE INDEX files_public ON files(name, owner) WHERE public = 1 AND deleted = 0;
+    "#,
+    ),
 ];
 
 /// The schema version this build writes.

@@ -2,6 +2,7 @@
 //! Numbered modules run from the basic path to failures.
 
 mod t10_round_trip;
+mod t12_listing;
 mod t15_chunk_api;
 mod t20_chunkserver_loss;
 mod t25_frozen;

@@ -189,7 +189,16 @@ async fn a_download_resumes_from_any_offset() {
         .await
         .expect("connect");
     let chunk = 64 * 1024u64;
-    for offset in [0, 1, chunk - 1, chunk, chunk + 7, 4 * chunk, 299_999, 300_000] {
+    for offset in [
+        0,
+        1,
+        chunk - 1,
+        chunk,
+        chunk + 7,
+        4 * chunk,
+        299_999,
+        300_000,
+    ] {
         let req = cluster.authed(pb::DownloadRequest {
             name: "resume.bin".into(),
             version: up.file_id.clone(),

@@ -429,6 +429,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
             pb::VersionsRequest {
                 name: "diary.txt".into(),
                 owner: TEST_USER.into(),
+                ..Default::default()
             }
         ))
         .await;
@@ -458,6 +459,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
             pb::ListRequest {
                 prefix: String::new(),
                 owner: TEST_USER.into(),
+                ..Default::default()
             }
         ))
         .await
@@ -467,6 +469,44 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
         listed.files.iter().all(|f| f.public),
         "another user's private book listed: {:?}",
         listed.files
+    );
+    for (input, token) in [
+        (
+            "list with a page token that is not hex",
+            "zz-not-hex".to_string(),
+        ),
+        (
+            "list with a page token that is not a cursor",
+            hex_of(b"{\"s\":\"x\"}"),
+        ),
+        ("list with a 100 KiB page token", "ab".repeat(50 * 1024)),
+    ] {
+        let r = ctl
+            .list(as_user!(
+                mallory_auth,
+                pb::ListRequest {
+                    page_token: token,
+                    ..Default::default()
+                }
+            ))
+            .await;
+        t.grpc("client gRPC", input, &[Code::InvalidArgument], r);
+    }
+    let r = ctl
+        .versions(as_user!(
+            mallory_auth,
+            pb::VersionsRequest {
+                name: "diary.txt".into(),
+                page_token: hex_of(b"{\"h\":-1}"),
+                ..Default::default()
+            }
+        ))
+        .await;
+    t.grpc(
+        "client gRPC",
+        "versions with a page token that is not a cursor",
+        &[Code::InvalidArgument],
+        r,
     );
     t.add(
         "client gRPC",
@@ -1229,4 +1269,8 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile-input.md");
     std::fs::write(&out, &table).expect("write the table");
     println!("{} cases; table written to {}", t.0.len(), out.display());
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
