@@ -13,6 +13,7 @@ pub struct Metrics {
     pub chunks_written: Counter,
     pub bytes_written: Counter,
     pub chunks_read: Counter,
+    pub direct_reads: Counter,
     pub bytes_read: Counter,
     pub corrupt_reads: Counter,
     pub heartbeats_sent: Counter,
@@ -156,6 +157,11 @@ impl Node {
             "redcloud_chunkserver_chunks_read_total",
             "Chunks served after verification.",
             m.chunks_read.get(),
+        )
+        .counter(
+            "redcloud_chunkserver_direct_reads_total",
+            "Chunks read by clients directly, with a controller's read token.",
+            m.direct_reads.get(),
         )
         .counter(
             "redcloud_chunkserver_bytes_read_total",

@@ -113,7 +113,15 @@ pub async fn start(
     );
 
     let tasks = TaskTracker::new();
-    let svc = ChunkserverServer::new(ChunkService::new(node.clone()))
+    let service = ChunkService::new(node.clone());
+    // Client reads with a controller's token: a service of its own, outside the
+    // secret check below, that can do nothing but read a chunk its token names.
+    let read_svc = redcloud_proto::chunk::chunk_read_server::ChunkReadServer::new(
+        crate::service::ChunkReadService(std::sync::Arc::new(service.clone())),
+    )
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let svc = ChunkserverServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     // The chunk API is internal: reads and writes of chunks need the cluster secret.
@@ -140,6 +148,7 @@ pub async fn start(
     tasks.spawn(async move {
         let r = redcloud_proto::server_builder()
             .add_service(svc)
+            .add_service(read_svc)
             .serve_with_incoming_shutdown(incoming, sd.cancelled())
             .await;
         if let Err(e) = r {

@@ -38,6 +38,58 @@ async fn blocking<T: Send + 'static>(
         .map_err(Status::from)
 }
 
+impl ChunkService {
+    /// Reads and verifies chunk `id`, as a stream of pieces.
+    async fn read(&self, id: ChunkId) -> Result<BoxStream<chunk::GetChunkResponse>, Status> {
+        let store = self.node.store.clone();
+        let data = match blocking(move || store.get(&id)).await {
+            Ok(d) => d,
+            Err(s) => {
+                if s.code() == tonic::Code::DataLoss {
+                    self.node.metrics.corrupt_reads.inc();
+                }
+                return Err(s);
+            }
+        };
+        self.node.metrics.chunks_read.inc();
+        self.node.metrics.bytes_read.add(data.len() as u64);
+        let pieces: Vec<_> = (0..data.len().max(1))
+            .step_by(PIECE)
+            .map(|off| {
+                Ok(chunk::GetChunkResponse {
+                    data: data.slice(off.min(data.len())..(off + PIECE).min(data.len())),
+                })
+            })
+            .collect();
+        Ok(Box::pin(futures::stream::iter(pieces)))
+    }
+}
+
+/// The client-facing read service: a chunk for a valid read token, nothing else.
+pub struct ChunkReadService(pub Arc<ChunkService>);
+
+#[tonic::async_trait]
+impl chunk::chunk_read_server::ChunkRead for ChunkReadService {
+    type ReadChunkStream = BoxStream<chunk::GetChunkResponse>;
+
+    async fn read_chunk(
+        &self,
+        request: Request<chunk::ReadChunkRequest>,
+    ) -> Result<Response<Self::ReadChunkStream>, Status> {
+        let req = request.get_ref();
+        let id = convert::chunk_id("chunk_id", &req.chunk_id)?;
+        redcloud_common::chunk_token::verify(
+            self.0.node.cluster_secret.as_deref(),
+            &id,
+            &req.token,
+            redcloud_common::now_ms(),
+        )
+        .map_err(|e| Status::unauthenticated(e.to_string()))?;
+        self.0.node.metrics.direct_reads.inc();
+        Ok(Response::new(self.0.read(id).await?))
+    }
+}
+
 /// The chunk service of one node.
 #[derive(Clone)]
 pub struct ChunkService {
@@ -156,27 +208,7 @@ impl Chunkserver for ChunkService {
         request: Request<chunk::GetChunkRequest>,
     ) -> Result<Response<Self::GetChunkStream>, Status> {
         let id = convert::chunk_id("chunk_id", &request.get_ref().chunk_id)?;
-        let store = self.node.store.clone();
-        let data = match blocking(move || store.get(&id)).await {
-            Ok(d) => d,
-            Err(s) => {
-                if s.code() == tonic::Code::DataLoss {
-                    self.node.metrics.corrupt_reads.inc();
-                }
-                return Err(s);
-            }
-        };
-        self.node.metrics.chunks_read.inc();
-        self.node.metrics.bytes_read.add(data.len() as u64);
-        let pieces: Vec<_> = (0..data.len().max(1))
-            .step_by(PIECE)
-            .map(|off| {
-                Ok(chunk::GetChunkResponse {
-                    data: data.slice(off.min(data.len())..(off + PIECE).min(data.len())),
-                })
-            })
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(pieces))))
+        Ok(Response::new(self.read(id).await?))
     }
 
     type ListChunksStream = BoxStream<chunk::ListChunksResponse>;

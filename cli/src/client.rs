@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redcloud_common::Sha256Hex;
 use redcloud_common::discovery::Resolver;
+use redcloud_proto::chunk_client::{ChunkCallError, ChunkClient};
 use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
 use redcloud_proto::{MAX_DATA_MESSAGE, MAX_MESSAGE_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -69,6 +70,11 @@ pub struct Client {
     /// Whose books `download`, `stat`, `versions` and `ls` address (a user name);
     /// empty: the caller's own (and, for `ls`, everyone's public ones).
     owner: String,
+    /// Whether downloads read chunks straight from the chunkservers (with the
+    /// controller's read tokens) rather than through the controller.
+    direct: bool,
+    /// Chunkserver connections for direct reads, by address.
+    chunk_clients: std::collections::HashMap<String, ChunkClient>,
 }
 
 impl Client {
@@ -135,12 +141,21 @@ impl Client {
             channel,
             bearer: Bearer::default(),
             owner: String::new(),
+            direct: true,
+            chunk_clients: Default::default(),
         })
     }
 
     /// Whether the connected controller is reached over TLS.
     pub fn is_tls(&self) -> bool {
         self.tls[self.current].is_some()
+    }
+
+    /// Whether downloads read chunks straight from the chunkservers (the default
+    /// over plaintext), or always through the controller. Over TLS they always go
+    /// through the controller: chunkservers speak plaintext.
+    pub fn set_direct_reads(&mut self, direct: bool) {
+        self.direct = direct;
     }
 
     /// Addresses `owner`'s books (a user name) from now on; `None`: the caller's.
@@ -462,12 +477,33 @@ impl Client {
         let mut hasher = Sha256Hex::new();
         let mut got = 0u64;
         let mut known: Option<FileInfo> = None;
+        // Whether every byte goes through `hasher` (a download wholly through
+        // controllers); bytes read directly were each checked against their chunk's
+        // id instead, which the whole-file SHA-256 was checked against at upload.
+        let mut whole = true;
+        if self.direct && !self.is_tls() {
+            match self.download_direct(&req, sink, &progress).await {
+                Direct::Done(info) => return Ok(info),
+                Direct::Failed(e) => return Err(e),
+                Direct::Fallback { info, got: n, why } => {
+                    tracing::debug!("reading through the controller from byte {n}: {why}");
+                    if let Some(info) = info {
+                        req.version = info.file_id.clone();
+                        req.offset = n;
+                        whole = n == 0;
+                        got = n;
+                        known = Some(info);
+                    }
+                }
+            }
+        }
         let mut attempts = self.addrs.len();
         loop {
             let r = self
                 .download_part(&req, known.as_ref(), &mut got, &mut hasher, sink, &progress)
                 .await;
             match r {
+                Ok(info) if !whole => return Ok(info),
                 Ok(info) => {
                     let sha = hasher.finish();
                     if sha != info.sha256 {
@@ -493,6 +529,144 @@ impl Client {
                 Err((e, _)) => return Err(e),
             }
         }
+    }
+
+    /// Reads the file straight from the chunkservers: a plan from a controller
+    /// (chunk ids, where each is, read tokens), then the chunks, a few at once,
+    /// each verified against its id and written in order. Gives up to the
+    /// controller path (`Fallback`, with how far it got) where a chunk cannot be
+    /// read from any of its chunkservers or the controller has no plans.
+    async fn download_direct<W>(
+        &mut self,
+        req: &pb::DownloadRequest,
+        sink: &mut W,
+        progress: &impl Fn(u64, u64),
+    ) -> Direct
+    where
+        W: tokio::io::AsyncWrite + Unpin + Send,
+    {
+        use futures::StreamExt;
+        let mut file = req.clone();
+        let mut from = 0u32;
+        let mut got = 0u64;
+        let mut info: Option<FileInfo> = None;
+        let bad = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        loop {
+            let plan_req = pb::DownloadPlanRequest {
+                file: Some(file.clone()),
+                from_chunk: from,
+            };
+            let plan = match self
+                .retrying(|mut c| {
+                    let r = plan_req.clone();
+                    async move { c.download_plan(r).await }
+                })
+                .await
+            {
+                Ok(p) => p.into_inner(),
+                Err(ClientError::Server {
+                    code: tonic::Code::Unimplemented,
+                    ..
+                }) => {
+                    return Direct::Fallback {
+                        info,
+                        got,
+                        why: "the controller makes no download plans".into(),
+                    };
+                }
+                Err(e) => return Direct::Failed(e),
+            };
+            let Some(this) = plan.file else {
+                return Direct::Failed(ClientError::Integrity(
+                    "a download plan without file info".into(),
+                ));
+            };
+            if let Some(k) = &info
+                && (k.file_id != this.file_id || k.size != this.size)
+            {
+                return Direct::Failed(ClientError::Integrity(
+                    "the download plan changed file midway".into(),
+                ));
+            }
+            // Later plans are of this very version.
+            file.version = this.file_id.clone();
+            let size = this.size;
+            info = Some(this);
+            let chunk_size = plan.chunks.iter().map(|c| c.size).max().unwrap_or(1).max(1);
+            let window = ((DIRECT_WINDOW_BYTES / chunk_size) as usize).clamp(1, 8);
+            let mut jobs = Vec::new();
+            for pc in plan.chunks {
+                if pc.offset != got + jobs.iter().map(|(_, s, _)| *s).sum::<u64>() {
+                    return Direct::Failed(ClientError::Integrity(
+                        "the download plan's chunks do not follow each other".into(),
+                    ));
+                }
+                let Ok(id) = pc.chunk_id.parse::<redcloud_common::ChunkId>() else {
+                    return Direct::Failed(ClientError::Integrity(format!(
+                        "the download plan names chunk {:?}",
+                        pc.chunk_id
+                    )));
+                };
+                let mut replicas = Vec::new();
+                for a in &pc.addresses {
+                    if let Some(c) = self.chunk_client(a) {
+                        replicas.push((a.clone(), c));
+                    }
+                }
+                let size = pc.size;
+                jobs.push((id, size, (replicas, pc.token)));
+            }
+            let fetches =
+                futures::stream::iter(jobs.into_iter().map(|(id, size, (replicas, token))| {
+                    let bad = bad.clone();
+                    let task = tokio::spawn(read_direct(id, size, token, replicas, bad));
+                    async move {
+                        task.await
+                            .unwrap_or_else(|e| Err(format!("chunk read task failed: {e}")))
+                    }
+                }))
+                .buffered(window);
+            tokio::pin!(fetches);
+            while let Some(r) = fetches.next().await {
+                match r {
+                    Ok(data) => {
+                        if let Err(e) = sink.write_all(&data).await {
+                            return Direct::Failed(ClientError::io("download output", e));
+                        }
+                        got += data.len() as u64;
+                        progress(got, size);
+                    }
+                    Err(why) => return Direct::Fallback { info, got, why },
+                }
+            }
+            if plan.next_chunk == 0 {
+                if got != size {
+                    return Direct::Failed(ClientError::Integrity(format!(
+                        "the download plan covers {got} of {size} bytes"
+                    )));
+                }
+                return match info {
+                    Some(i) => Direct::Done(i),
+                    None => Direct::Failed(ClientError::Integrity("no file info".into())),
+                };
+            }
+            from = plan.next_chunk;
+        }
+    }
+
+    /// A (cached) connection to chunkserver `addr` for direct reads.
+    fn chunk_client(&mut self, addr: &str) -> Option<ChunkClient> {
+        if let Some(c) = self.chunk_clients.get(addr) {
+            return Some(c.clone());
+        }
+        let t = redcloud_proto::chunk_client::Timeouts {
+            connect: DIRECT_CONNECT_TIMEOUT,
+            request: Duration::from_secs(60),
+        };
+        let ch = redcloud_proto::chunk_client::channel(addr, t).ok()?;
+        let c = ChunkClient::new(addr, ch);
+        self.chunk_clients.insert(addr.to_string(), c.clone());
+        Some(c)
     }
 
     /// One download call from `req.offset` (== `*got`). Returns the file's info when
@@ -741,6 +915,77 @@ impl Client {
             .await?
             .into_inner())
     }
+}
+
+/// Bytes of chunks a direct download reads ahead of the one it writes.
+const DIRECT_WINDOW_BYTES: u64 = 16 * 1024 * 1024;
+/// A chunkserver that does not take a connection within this long (an address
+/// this client cannot route to, e.g. a container address seen from the host) is
+/// passed over for the next.
+const DIRECT_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How a direct download ended.
+enum Direct {
+    Done(FileInfo),
+    Failed(ClientError),
+    /// Go on through the controller from byte `got` (of version `info`, if known).
+    Fallback {
+        info: Option<FileInfo>,
+        got: u64,
+        why: String,
+    },
+}
+
+/// How long one chunkserver gets to send a chunk of `size` bytes before the next
+/// one is asked: 1 s, plus the chunk at 50 MB/s.
+fn direct_attempt_deadline(size: u64) -> Duration {
+    Duration::from_millis(1000 + size / 50_000)
+}
+
+/// Reads chunk `id` from the first of `replicas` that returns it verified, those
+/// that failed this download before tried last. A node that cannot be reached or
+/// does not answer in time joins `bad`.
+async fn read_direct(
+    id: redcloud_common::ChunkId,
+    size: u64,
+    token: String,
+    mut replicas: Vec<(String, ChunkClient)>,
+    bad: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+) -> Result<Bytes, String> {
+    {
+        let bad = bad.lock().unwrap_or_else(|e| e.into_inner());
+        replicas.sort_by_key(|(a, _)| bad.contains(a));
+    }
+    let mut tried = Vec::new();
+    for (addr, c) in replicas {
+        let deadline = direct_attempt_deadline(size);
+        match tokio::time::timeout(deadline, c.read_with_token(id, &token)).await {
+            Ok(Ok(data)) if data.len() as u64 == size => return Ok(data),
+            Ok(Ok(data)) => tried.push(format!("{addr}: {} bytes, expected {size}", data.len())),
+            Ok(Err(e)) => {
+                if matches!(e, ChunkCallError::Unreachable { .. }) {
+                    bad.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(addr.clone());
+                }
+                tried.push(e.to_string());
+            }
+            Err(_) => {
+                bad.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(addr.clone());
+                tried.push(format!("{addr}: no answer within {deadline:?}"));
+            }
+        }
+    }
+    Err(format!(
+        "chunk {id}: {}",
+        if tried.is_empty() {
+            "no chunkserver known".into()
+        } else {
+            tried.join("; ")
+        }
+    ))
 }
 
 /// Connects to the first answering address, starting at `from` and wrapping around.

@@ -4,6 +4,7 @@
 //! node's state. The I/O helpers ([`http`], [`discovery`]) are thin, stateless
 //! wrappers that the node crates drive.
 
+pub mod chunk_token;
 pub mod chunking;
 pub mod clock;
 pub mod config;

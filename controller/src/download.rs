@@ -150,11 +150,14 @@ pub fn stream(node: Arc<DataPath>, opened: Opened, offset: u64) -> mpsc::Receive
     rx
 }
 
-/// Reads one chunk from the best replica, failing over to the next on any error.
-pub async fn fetch_chunk(node: &DataPath, chunk: &ChunkRef, holders: &[NodeId]) -> Result<Bytes> {
-    // Recorded holders that are healthy first (rotated so reads spread across
-    // replicas), then other healthy chunkservers, then recorded holders that are not
-    // currently healthy.
+/// Where to read `chunk` from, best first: recorded holders that are healthy
+/// (rotated by the chunk's index so reads spread across replicas), then other
+/// healthy chunkservers, then recorded holders that are not currently healthy.
+pub fn replica_order(
+    node: &DataPath,
+    chunk: &ChunkRef,
+    holders: &[NodeId],
+) -> Vec<(NodeId, String)> {
     let healthy = node.chunks.registry.healthy();
     let mut order: Vec<(NodeId, String)> = Vec::new();
     let mut held: Vec<_> = healthy
@@ -179,6 +182,54 @@ pub async fn fetch_chunk(node: &DataPath, chunk: &ChunkRef, holders: &[NodeId]) 
             order.push((rec.node_id, rec.grpc_addr));
         }
     }
+    order
+}
+
+/// Most chunks in one download plan.
+pub const MAX_PLAN_CHUNKS: usize = 1024;
+
+/// Chunks `from..` (at most MAX_PLAN_CHUNKS) of an opened version with where to
+/// read each and a read token for each; and where the next plan starts (0: none).
+pub fn plan(
+    node: &DataPath,
+    opened: &Opened,
+    from: usize,
+    secret: Option<&str>,
+) -> (Vec<redcloud_proto::controller::PlannedChunk>, u32) {
+    let expiry = redcloud_common::now_ms() + redcloud_common::chunk_token::VALIDITY_MS;
+    let mut offset: u64 = opened.chunks.iter().take(from).map(|c| c.size).sum();
+    let mut out = Vec::new();
+    for c in opened.chunks.iter().skip(from).take(MAX_PLAN_CHUNKS) {
+        let holders = opened
+            .locations
+            .get(&c.chunk_id)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        out.push(redcloud_proto::controller::PlannedChunk {
+            index: c.index,
+            chunk_id: c.chunk_id.to_hex(),
+            size: c.size,
+            offset,
+            addresses: replica_order(node, c, holders)
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect(),
+            token: redcloud_common::chunk_token::sign(secret, &c.chunk_id, expiry),
+        });
+        offset += c.size;
+    }
+    let end = from + out.len();
+    let next = if end < opened.chunks.len() {
+        end as u32
+    } else {
+        0
+    };
+    (out, next)
+}
+
+/// Reads one chunk from the best replica, failing over to the next on any error.
+pub async fn fetch_chunk(node: &DataPath, chunk: &ChunkRef, holders: &[NodeId]) -> Result<Bytes> {
+    let order = replica_order(node, chunk, holders);
     // Hedged reads: a replica that has not answered within `hedge` (a frozen or
     // overloaded node) does not hold the download up; the next one is asked too and
     // the first good answer wins. A replica that fails is replaced at once.

@@ -403,6 +403,42 @@ impl Controller for ControllerService {
         Ok(Response::new(Box::pin(out)))
     }
 
+    async fn download_plan(
+        &self,
+        request: Request<pb::DownloadPlanRequest>,
+    ) -> Result<Response<pb::DownloadPlanResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        let req = request.into_inner();
+        let file = req
+            .file
+            .ok_or_else(|| ControllerError::InvalidArgument("file is required".into()))?;
+        let name = convert::required("file.name", &file.name)?;
+        let version = parse_version(&file.version)?;
+        let owner = self.namespace(&caller, &file.owner).await?;
+        let opened = download::open(&self.node.data, &owner, name, version).await?;
+        if !readable(&opened.file, &caller) {
+            return Err(not_found(name));
+        }
+        let from = req.from_chunk as usize;
+        if from > opened.chunks.len() {
+            return Err(Status::out_of_range(format!(
+                "from_chunk {from} is past the last chunk of '{name}' ({} chunks)",
+                opened.chunks.len()
+            )));
+        }
+        let (chunks, next_chunk) = download::plan(
+            &self.node.data,
+            &opened,
+            from,
+            self.node.config.cluster_secret.as_deref(),
+        );
+        Ok(Response::new(pb::DownloadPlanResponse {
+            file: Some(self.info(&opened.file).await?),
+            chunks,
+            next_chunk,
+        }))
+    }
+
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
@@ -680,7 +716,7 @@ impl Controller for ControllerService {
             .count() as u64;
         // Live checks, in parallel and short: a node that does not answer makes the
         // answer partial rather than slow.
-        let check = std::time::Duration::from_millis(500);
+        let check = std::time::Duration::from_millis(400);
         let cs_live = futures::future::join_all(servers.iter().map(|s| {
             let node = self.node.clone();
             let addr = s.record.grpc_addr.clone();

@@ -81,6 +81,43 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
         .connect_lazy())
 }
 
+/// Gathers a chunk's pieces from `stream` and checks them against `id`.
+async fn collect_verified(
+    stream: &mut tonic::Streaming<chunk::GetChunkResponse>,
+    id: ChunkId,
+    addr: &str,
+    classify: impl Fn(tonic::Status) -> ChunkCallError,
+) -> Result<Bytes, ChunkCallError> {
+    let corrupt = || ChunkCallError::Corrupt {
+        addr: addr.to_string(),
+        id,
+    };
+    let mut buf = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    while let Some(msg) = stream.message().await.map_err(&classify)? {
+        if msg.data.len() > MAX_DATA_MESSAGE {
+            return Err(corrupt());
+        }
+        // The common case is one message per chunk: keep it without copying.
+        match first.take() {
+            None if buf.is_empty() => first = Some(msg.data),
+            Some(f) => {
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&msg.data);
+            }
+            None => buf.extend_from_slice(&msg.data),
+        }
+        if buf.len() > redcloud_common::chunking::MAX_CHUNK_SIZE {
+            return Err(corrupt());
+        }
+    }
+    let data = first.unwrap_or_else(|| buf.freeze());
+    if ChunkId::of(&data) != id {
+        return Err(corrupt());
+    }
+    Ok(data)
+}
+
 /// What a delete did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Deleted {
@@ -95,18 +132,20 @@ pub enum Deleted {
 pub struct ChunkClient {
     addr: String,
     inner: ChunkserverClient<Channel>,
+    channel: Channel,
     /// The cluster secret, sent as `x-redcloud-secret` metadata on every call.
     secret: Option<tonic::metadata::AsciiMetadataValue>,
 }
 
 impl ChunkClient {
     pub fn new(addr: &str, channel: Channel) -> Self {
-        let inner = ChunkserverClient::new(channel)
+        let inner = ChunkserverClient::new(channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         ChunkClient {
             addr: addr.to_string(),
             inner,
+            channel,
             secret: None,
         }
     }
@@ -186,43 +225,29 @@ impl ChunkClient {
             .await
             .map_err(|s| self.classify(Some(id), s))?
             .into_inner();
-        let mut buf = BytesMut::new();
-        let mut first: Option<Bytes> = None;
-        while let Some(msg) = stream
-            .message()
+        collect_verified(&mut stream, id, &self.addr, |st| {
+            self.classify(Some(id), st)
+        })
+        .await
+    }
+
+    /// Reads chunk `id` through the client-facing ChunkRead service with a read
+    /// `token` from a controller's download plan, verified like [`ChunkClient::get`].
+    pub async fn read_with_token(&self, id: ChunkId, token: &str) -> Result<Bytes, ChunkCallError> {
+        let mut client = chunk::chunk_read_client::ChunkReadClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let mut stream = client
+            .read_chunk(chunk::ReadChunkRequest {
+                chunk_id: id.to_hex(),
+                token: token.to_string(),
+            })
             .await
             .map_err(|s| self.classify(Some(id), s))?
-        {
-            if msg.data.len() > MAX_DATA_MESSAGE {
-                return Err(ChunkCallError::Corrupt {
-                    addr: self.addr.clone(),
-                    id,
-                });
-            }
-            // The common case is one message per chunk: keep it without copying.
-            match first.take() {
-                None if buf.is_empty() => first = Some(msg.data),
-                Some(f) => {
-                    buf.extend_from_slice(&f);
-                    buf.extend_from_slice(&msg.data);
-                }
-                None => buf.extend_from_slice(&msg.data),
-            }
-            if buf.len() > redcloud_common::chunking::MAX_CHUNK_SIZE {
-                return Err(ChunkCallError::Corrupt {
-                    addr: self.addr.clone(),
-                    id,
-                });
-            }
-        }
-        let data = first.unwrap_or_else(|| buf.freeze());
-        if ChunkId::of(&data) != id {
-            return Err(ChunkCallError::Corrupt {
-                addr: self.addr.clone(),
-                id,
-            });
-        }
-        Ok(data)
+            .into_inner();
+        collect_verified(&mut stream, id, &self.addr, |st| {
+            self.classify(Some(id), st)
+        })
+        .await
     }
 
     /// Every chunk id the server holds.

@@ -80,11 +80,12 @@ async fn a_frozen_controller_or_chunkserver_never_holds_a_request() {
     );
     c.controllers[0].thaw();
 
-    // 2. Controller 0 freezes in the middle of a download and of an upload made
-    // through it: the download resumes from the next controller at the byte where
-    // it broke, the upload is sent again from the start.
-    let pid = c.controllers[0].pid();
-    let freeze_at = |limit: u64| {
+    // 2. A node freezes in the middle of a download or an upload: a download read
+    // through controller 0 resumes from the next controller at the byte where it
+    // broke; one read directly from the chunkservers goes on from the other
+    // replicas of the frozen chunkserver's chunks (and needs no controller once it
+    // has the plan); an upload is sent again from the start.
+    let freeze_at = |pid: u32, limit: u64| {
         let done = std::sync::atomic::AtomicBool::new(false);
         move |n: u64| {
             if n >= limit && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -94,37 +95,53 @@ async fn a_frozen_controller_or_chunkserver_never_holds_a_request() {
             }
         }
     };
-    let mut client = c.client(&all).await;
-    assert_eq!(client.controller(), all[0], "controller 0 answers first");
-    let mut got = Vec::new();
-    let freeze = freeze_at(4 << 20);
-    let t = Instant::now();
-    let info = tokio::time::timeout(
-        HUNG,
-        client.download_into("big.txt", None, &mut got, |n, _| freeze(n)),
-    )
-    .await
-    .expect("a download through a controller frozen midway hung")
-    .expect("download resumed on another controller");
-    longest.push(("controller frozen mid-download".into(), t.elapsed()));
-    assert_eq!(info.size, big_bytes.len() as u64);
-    assert!(
-        got == big_bytes,
-        "the resumed download has the file's bytes"
-    );
-    assert_ne!(
-        client.controller(),
-        all[0],
-        "moved off the frozen controller"
-    );
-    c.controllers[0].thaw();
+    let ctl0 = c.controllers[0].pid();
+    let cs0 = c.chunkservers[0].pid();
+    for (what, direct, pid) in [
+        (
+            "controller frozen mid-download (through the controller)",
+            false,
+            ctl0,
+        ),
+        ("controller frozen mid-download (direct reads)", true, ctl0),
+        ("chunkserver frozen mid-download (direct reads)", true, cs0),
+    ] {
+        let mut client = c.client(&all).await;
+        client.set_direct_reads(direct);
+        assert_eq!(client.controller(), all[0], "controller 0 answers first");
+        let mut got = Vec::new();
+        let freeze = freeze_at(pid, 4 << 20);
+        let t = Instant::now();
+        let info = tokio::time::timeout(
+            HUNG,
+            client.download_into("big.txt", None, &mut got, |n, _| freeze(n)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the download hung"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+        longest.push((what.to_string(), t.elapsed()));
+        assert_eq!(info.size, big_bytes.len() as u64, "{what}");
+        assert!(
+            got == big_bytes,
+            "{what}: the download has the file's bytes"
+        );
+        if !direct {
+            assert_ne!(
+                client.controller(),
+                all[0],
+                "moved off the frozen controller"
+            );
+        }
+        c.controllers[0].thaw();
+        c.chunkservers[0].thaw();
+    }
 
     let mut client = c.client(&all).await;
     assert_eq!(client.controller(), all[0]);
     let t = Instant::now();
     let up = tokio::time::timeout(
         HUNG,
-        client.upload_file(&big, "big-again.txt", false, freeze_at(6 << 20)),
+        client.upload_file(&big, "big-again.txt", false, freeze_at(ctl0, 6 << 20)),
     )
     .await
     .expect("an upload through a controller frozen midway hung")

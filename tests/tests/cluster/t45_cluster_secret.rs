@@ -119,3 +119,93 @@ async fn internal_calls_without_the_cluster_secret_are_refused() {
     )
     .await;
 }
+
+/// With a cluster secret, a client reads chunks straight from the chunkservers only
+/// with the read tokens a controller's plan hands out: each token reads its own
+/// chunk and nothing else; without one, or with a forged one, the chunkserver
+/// refuses, and the internal chunk API still wants the secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_reads_need_a_token_for_that_chunk() {
+    use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
+    let cluster = TestCluster::with(ClusterSpec {
+        chunk_size: 64 * 1024,
+        cluster_secret: Some(SECRET.into()),
+        ..Default::default()
+    })
+    .await;
+    let data = Bytes::from("Call me Ishmael. ".repeat(20_000));
+    let mut c = cluster.client().await;
+    c.upload_bytes(data.clone(), "whale.txt", false)
+        .await
+        .expect("upload");
+    // The client library reads directly (tokens) and gets the bytes.
+    let (_, got) = c.download_bytes("whale.txt", None).await.expect("download");
+    assert!(got == data);
+
+    let mut raw = ControllerClient::connect(format!("http://{}", cluster.controller_addr(0)))
+        .await
+        .expect("connect");
+    let plan = raw
+        .download_plan(cluster.authed(pb::DownloadPlanRequest {
+            file: Some(pb::DownloadRequest {
+                name: "whale.txt".into(),
+                ..Default::default()
+            }),
+            from_chunk: 0,
+        }))
+        .await
+        .expect("plan")
+        .into_inner();
+    assert!(plan.chunks.len() >= 2, "several chunks");
+    assert_eq!(plan.next_chunk, 0);
+    let (a, b) = (&plan.chunks[0], &plan.chunks[1]);
+    let (ida, idb): (ChunkId, ChunkId) = (
+        a.chunk_id.parse().expect("id"),
+        b.chunk_id.parse().expect("id"),
+    );
+    let cs = client(&cluster, 0, None);
+    let read = cs.read_with_token(ida, &a.token).await.expect("token read");
+    assert_eq!(read.len() as u64, a.size);
+    for (what, id, token) in [
+        ("no token", ida, String::new()),
+        ("another chunk's token", idb, a.token.clone()),
+        (
+            "a forged token",
+            ida,
+            format!("99999999999999.{}", "0".repeat(64)),
+        ),
+        (
+            "a token signed with another secret",
+            ida,
+            redcloud_common::chunk_token::sign(Some("wrong"), &ida, u64::MAX / 2),
+        ),
+        (
+            "an expired token",
+            ida,
+            redcloud_common::chunk_token::sign(Some(SECRET), &ida, 1),
+        ),
+    ] {
+        assert!(
+            unauthenticated(cs.read_with_token(id, &token).await),
+            "{what} was served"
+        );
+    }
+    // A token opens the read service, not the internal API.
+    assert!(
+        unauthenticated(cs.get(ida).await),
+        "GetChunk without the secret"
+    );
+    // Anonymous callers get no plan of a private book.
+    let err = raw
+        .download_plan(pb::DownloadPlanRequest {
+            file: Some(pb::DownloadRequest {
+                name: "whale.txt".into(),
+                owner: redcloud_tests::TEST_USER.into(),
+                ..Default::default()
+            }),
+            from_chunk: 0,
+        })
+        .await
+        .expect_err("anonymous plan of a private book");
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+}
