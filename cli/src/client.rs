@@ -75,7 +75,13 @@ pub struct Client {
     direct: bool,
     /// Chunkserver connections for direct reads, by address.
     chunk_clients: std::collections::HashMap<String, ChunkClient>,
+    /// Chunkservers a direct read could not reach or that did not answer in
+    /// time, for the life of this client: tried last, and a chunk held only by
+    /// such nodes is read through the controller at once.
+    direct_bad: BadSet,
 }
+
+type BadSet = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 impl Client {
     /// Resolves `targets` (names or `host:port`, e.g. the `controller` DNS alias) and
@@ -143,6 +149,7 @@ impl Client {
             owner: String::new(),
             direct: true,
             chunk_clients: Default::default(),
+            direct_bad: Default::default(),
         })
     }
 
@@ -550,7 +557,7 @@ impl Client {
         let mut from = 0u32;
         let mut got = 0u64;
         let mut info: Option<FileInfo> = None;
-        let bad = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let bad = self.direct_bad.clone();
         loop {
             let plan_req = pb::DownloadPlanRequest {
                 file: Some(file.clone()),
@@ -595,6 +602,7 @@ impl Client {
             let chunk_size = plan.chunks.iter().map(|c| c.size).max().unwrap_or(1).max(1);
             let window = ((DIRECT_WINDOW_BYTES / chunk_size) as usize).clamp(1, 8);
             let mut jobs = Vec::new();
+            let mut cut = None;
             for pc in plan.chunks {
                 if pc.offset != got + jobs.iter().map(|(_, s, _)| *s).sum::<u64>() {
                     return Direct::Failed(ClientError::Integrity(
@@ -607,6 +615,22 @@ impl Client {
                         pc.chunk_id
                     )));
                 };
+                let all_bad = {
+                    let bad = bad.lock().unwrap_or_else(|e| e.into_inner());
+                    pc.addresses.iter().all(|a| bad.contains(a))
+                };
+                if all_bad && jobs.is_empty() {
+                    return Direct::Fallback {
+                        info,
+                        got,
+                        why: format!("no chunkserver of chunk {} answered this client", pc.index),
+                    };
+                }
+                if all_bad {
+                    // Read what comes before it directly; from it on, through the controller.
+                    cut = Some(pc.index);
+                    break;
+                }
                 let mut replicas = Vec::new();
                 for a in &pc.addresses {
                     if let Some(c) = self.chunk_client(a) {
@@ -638,6 +662,13 @@ impl Client {
                     }
                     Err(why) => return Direct::Fallback { info, got, why },
                 }
+            }
+            if let Some(index) = cut {
+                return Direct::Fallback {
+                    info,
+                    got,
+                    why: format!("no chunkserver of chunk {index} answered this client"),
+                };
             }
             if plan.next_chunk == 0 {
                 if got != size {
@@ -950,7 +981,7 @@ async fn read_direct(
     size: u64,
     token: String,
     mut replicas: Vec<(String, ChunkClient)>,
-    bad: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    bad: BadSet,
 ) -> Result<Bytes, String> {
     {
         let bad = bad.lock().unwrap_or_else(|e| e.into_inner());
@@ -1039,7 +1070,8 @@ async fn connect_any(
             .tcp_nodelay(true)
             .http2_adaptive_window(true)
             .initial_stream_window_size(4 * 1024 * 1024)
-            .initial_connection_window_size(16 * 1024 * 1024);
+            .initial_connection_window_size(16 * 1024 * 1024)
+            .max_frame_size(redcloud_proto::MAX_FRAME_SIZE);
         match ep.connect().await {
             Ok(ch) => return Ok((i, ch)),
             Err(e) => {

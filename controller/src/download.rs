@@ -195,8 +195,9 @@ pub fn plan(
     opened: &Opened,
     from: usize,
     secret: Option<&str>,
+    now_ms: u64,
 ) -> (Vec<redcloud_proto::controller::PlannedChunk>, u32) {
-    let expiry = redcloud_common::now_ms() + redcloud_common::chunk_token::VALIDITY_MS;
+    let expiry = now_ms + redcloud_common::chunk_token::VALIDITY_MS;
     let mut offset: u64 = opened.chunks.iter().take(from).map(|c| c.size).sum();
     let mut out = Vec::new();
     for c in opened.chunks.iter().skip(from).take(MAX_PLAN_CHUNKS) {

@@ -431,6 +431,7 @@ impl Controller for ControllerService {
             &opened,
             from,
             self.node.config.cluster_secret.as_deref(),
+            self.node.hlc.wall_ms(),
         );
         Ok(Response::new(pb::DownloadPlanResponse {
             file: Some(self.info(&opened.file).await?),

@@ -78,6 +78,7 @@ pub fn channel(addr: &str, t: Timeouts) -> Result<Channel, ChunkCallError> {
         .http2_adaptive_window(true)
         .initial_stream_window_size(4 * 1024 * 1024)
         .initial_connection_window_size(16 * 1024 * 1024)
+        .max_frame_size(crate::MAX_FRAME_SIZE)
         .connect_lazy())
 }
 

@@ -209,3 +209,56 @@ async fn direct_reads_need_a_token_for_that_chunk() {
         .expect_err("anonymous plan of a private book");
     assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
 }
+
+/// A controller whose clock runs two hours behind makes read tokens the
+/// chunkservers find expired: downloads still work, through the controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_go_through_the_controller_when_tokens_are_refused() {
+    use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
+    fn behind(_: usize, cfg: &mut redcloud_controller::Config) {
+        cfg.clock_offset_ms = -2 * 3600 * 1000;
+    }
+    let cluster = TestCluster::with(ClusterSpec {
+        chunk_size: 64 * 1024,
+        cluster_secret: Some(SECRET.into()),
+        tweak: Some(behind),
+        ..Default::default()
+    })
+    .await;
+    let data = Bytes::from("Whan that Aprille with his shoures soote\n".repeat(10_000));
+    let mut c = cluster.client().await;
+    c.upload_bytes(data.clone(), "tales.txt", false)
+        .await
+        .expect("upload");
+    let mut raw = ControllerClient::connect(format!("http://{}", cluster.controller_addr(0)))
+        .await
+        .expect("connect");
+    let plan = raw
+        .download_plan(cluster.authed(pb::DownloadPlanRequest {
+            file: Some(pb::DownloadRequest {
+                name: "tales.txt".into(),
+                ..Default::default()
+            }),
+            from_chunk: 0,
+        }))
+        .await
+        .expect("plan")
+        .into_inner();
+    let first = &plan.chunks[0];
+    let id: ChunkId = first.chunk_id.parse().expect("id");
+    assert!(
+        unauthenticated(
+            client(&cluster, 0, None)
+                .read_with_token(id, &first.token)
+                .await
+        ),
+        "a token made two hours in the past is refused"
+    );
+    for _ in 0..2 {
+        let (_, got) = c.download_bytes("tales.txt", None).await.expect("download");
+        assert!(
+            got == data,
+            "the download through the controller has the bytes"
+        );
+    }
+}
