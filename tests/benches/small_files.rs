@@ -4,7 +4,7 @@
 //! small-file write+fsync limit measured in the same run; then how long
 //! `redcloud ls` of all of them takes, and each process's peak RSS.
 //!
-//! `cargo build --release --bins && cargo bench -p redcloud-tests --bench small_files`
+//! `cargo bench -p redcloud-tests --bench small_files` (builds the release binaries first)
 //! Env: `BENCH_FILES` (default 2000; 100000 for the listing at scale),
 //! `BENCH_CLIENTS` (default 16), `BENCH_SIZE` (bytes per book, default 4096),
 //! `BENCH_CHUNKSERVERS` (default 3), `BENCH_CONTROLLERS` (default 1), `TMPDIR` (where the data directories go).

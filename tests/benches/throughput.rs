@@ -15,7 +15,7 @@
 //! node's peak RSS, and one big book (`BENCH_BIG_MB`, default 1024; 0 skips)
 //! uploaded and downloaded with the `redcloud` binary.
 //!
-//! `cargo build --release --bins && cargo bench -p redcloud-tests --bench throughput`
+//! `cargo bench -p redcloud-tests --bench throughput` (builds the release binaries first)
 //! Env: `BENCH_MODES` (default `in_process,processes`),
 //! `BENCH_CONCURRENCY` (default `1,4`), `BENCH_REPS` (default 3),
 //! `BENCH_DIR` (default the temp dir),

@@ -3,9 +3,9 @@
 //! whole process, its kernel still accepting connections), and for figures per
 //! process (peak RSS).
 //!
-//! The binaries are the ones cargo built beside the running test or benchmark
-//! (`target/debug` for `cargo test --workspace`, `target/release` for `cargo bench
-//! --workspace`); [`bin_dir`] says how to build them when they are missing.
+//! The binaries are the workspace's own, built beside the running test or
+//! benchmark (`target/debug` for tests, `target/release` for benchmarks) by
+//! [`bin_dir`] before first use.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,28 +14,50 @@ use std::time::Duration;
 use crate::{TEST_PASSWORD, TEST_USER, wait_until};
 
 /// The directory holding `redcloud-controller`, `redcloud-chunkserver` and
-/// `redcloud`: the one the running executable was built into.
+/// `redcloud`: the one the running executable was built into, after `cargo build
+/// --bins` (with `--release` for a benchmark) brought them up to date, once per
+/// process (`cargo test` builds only the binaries of the package under test).
+/// `REDCLOUD_BIN_DIR` points elsewhere and skips the build.
 pub fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("REDCLOUD_BIN_DIR") {
-        return PathBuf::from(d);
-    }
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test>-<hash>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("executable under target/<profile>/deps")
-        .to_path_buf();
-    for b in ["redcloud-controller", "redcloud-chunkserver", "redcloud"] {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("REDCLOUD_BIN_DIR") {
+            return PathBuf::from(d);
+        }
+        let exe = std::env::current_exe().expect("current exe");
+        // target/<profile>/deps/<test>-<hash>
+        let dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("executable under target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .arg("--manifest-path")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let out = build
+            .output()
+            .unwrap_or_else(|e| panic!("run cargo build --bins: {e}"));
         assert!(
-            dir.join(b).is_file(),
-            "{} is missing: build the binaries first (`cargo build --bins`, or \
-             `cargo build --release --bins` for benchmarks; `cargo test --workspace` \
-             builds them), or point REDCLOUD_BIN_DIR at them",
-            dir.join(b).display()
+            out.status.success(),
+            "cargo build --bins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-    }
-    dir
+        for b in ["redcloud-controller", "redcloud-chunkserver", "redcloud"] {
+            assert!(
+                dir.join(b).is_file(),
+                "{} is missing after cargo build --bins (point REDCLOUD_BIN_DIR at the binaries)",
+                dir.join(b).display()
+            );
+        }
+        dir
+    })
+    .clone()
 }
 
 /// A free loopback port (bound and released: the node binds it again at once).
