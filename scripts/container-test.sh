@@ -205,6 +205,11 @@ timed_cli() { # what args...   (through ctl-1 first, then the alias; must finish
   echo "    $what: $took s (container start included)"
   longest=$(python3 -c "print(max($longest, $took))")
 }
+docker unpause ctl-1-$$ cs-1-$$ >/dev/null
+timed_cli "ls, nothing paused (the container start alone)" ls
+docker pause ctl-1-$$ cs-1-$$ >/dev/null
+base=$longest
+longest=0
 printf 'written while ctl-1 and cs-1 were paused\n' >"$work/paused.txt"
 timed_cli "upload" upload /out/paused.txt
 timed_cli "download" download "${first[2]}" -o /out/paused-download.txt
@@ -212,7 +217,7 @@ timed_cli "ls" ls
 timed_cli "search" search whale
 docker unpause ctl-1-$$ cs-1-$$ >/dev/null
 cmp -s "$work/paused-download.txt" "$books/${first[2]}" || fail "the download with ctl-1 paused differs"
-echo "    longest wait with ctl-1 and cs-1 paused: $longest s"
+echo "    longest with ctl-1 and cs-1 paused: $longest s, of which the pause: $(python3 -c "print(f'{$longest - $base:.2f}')") s"
 wait_for 120 "controllers converge after the unpause" converged
 
 step "every acknowledged upload downloads byte-identical from every controller"
