@@ -356,9 +356,22 @@ impl Client {
                 return Ok(());
             }
             loop {
-                let mut buf = vec![0u8; PIECE];
+                if sent >= size {
+                    // All declared bytes sent: a file that grew since is refused
+                    // here rather than read on.
+                    let mut probe = [0u8; 1];
+                    if reader.read(&mut probe).await? > 0 {
+                        return Err(std::io::Error::other(format!(
+                            "file changed while it was read: it grew past {size} bytes"
+                        )));
+                    }
+                    break;
+                }
+                // No bigger than what is left: a 4 KiB book does not zero 1 MiB.
+                let want = ((size - sent) as usize).min(PIECE);
+                let mut buf = vec![0u8; want];
                 let mut filled = 0;
-                while filled < PIECE {
+                while filled < want {
                     let n = reader.read(&mut buf[filled..]).await?;
                     if n == 0 {
                         break;

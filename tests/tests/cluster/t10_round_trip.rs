@@ -236,3 +236,41 @@ async fn a_download_resumes_from_any_offset() {
         .expect_err("past the end");
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
 }
+
+/// A source that yields more or fewer bytes than the size declared (a file that
+/// changed while it was read) fails the upload on the client, and nothing is
+/// stored under the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_changed_size_stores_nothing() {
+    let cluster = TestCluster::start().await;
+    let mut client = cluster.client().await;
+    for (what, len, declared) in [("grew", 5000usize, 4096u64), ("shrank", 1000, 4096)] {
+        let name = format!("{what}.txt");
+        let r = client
+            .upload_reader(
+                std::io::Cursor::new(vec![b'x'; len]),
+                declared,
+                &name,
+                false,
+                |_| {},
+            )
+            .await;
+        let e = r.expect_err(what);
+        assert!(
+            matches!(e, redcloud_cli::ClientError::Io { .. }),
+            "{what}: {e}"
+        );
+        assert!(
+            e.to_string().contains("changed while it was read"),
+            "{what}: {e}"
+        );
+    }
+    let names: Vec<String> = client
+        .list("")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(names.is_empty(), "stored: {names:?}");
+}
