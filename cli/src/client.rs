@@ -76,12 +76,44 @@ pub struct Client {
     /// Chunkserver connections for direct reads, by address.
     chunk_clients: std::collections::HashMap<String, ChunkClient>,
     /// Chunkservers a direct read could not reach or that did not answer in
-    /// time, for the life of this client: tried last, and a chunk held only by
-    /// such nodes is read through the controller at once.
+    /// time, for BAD_FOR: tried last, and a chunk held only by such nodes is read
+    /// through the controller at once.
     direct_bad: BadSet,
 }
 
-type BadSet = std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// How long a chunkserver a direct read could not use is passed over.
+const BAD_FOR: Duration = Duration::from_secs(30);
+
+/// Chunkservers recently found unreachable or silent, and when.
+#[derive(Clone, Default)]
+struct BadSet(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
+);
+
+impl BadSet {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, std::time::Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mark(&self, addr: &str) {
+        self.lock()
+            .insert(addr.to_string(), std::time::Instant::now());
+    }
+
+    fn contains(&self, addr: &str) -> bool {
+        let mut m = self.lock();
+        match m.get(addr) {
+            Some(t) if t.elapsed() < BAD_FOR => true,
+            Some(_) => {
+                m.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+}
 
 impl Client {
     /// Resolves `targets` (names or `host:port`, e.g. the `controller` DNS alias) and
@@ -628,10 +660,7 @@ impl Client {
                         pc.chunk_id
                     )));
                 };
-                let all_bad = {
-                    let bad = bad.lock().unwrap_or_else(|e| e.into_inner());
-                    pc.addresses.iter().all(|a| bad.contains(a))
-                };
+                let all_bad = pc.addresses.iter().all(|a| bad.contains(a));
                 if all_bad && jobs.is_empty() {
                     return Direct::Fallback {
                         info,
@@ -996,10 +1025,7 @@ async fn read_direct(
     mut replicas: Vec<(String, ChunkClient)>,
     bad: BadSet,
 ) -> Result<Bytes, String> {
-    {
-        let bad = bad.lock().unwrap_or_else(|e| e.into_inner());
-        replicas.sort_by_key(|(a, _)| bad.contains(a));
-    }
+    replicas.sort_by_key(|(a, _)| bad.contains(a));
     let mut tried = Vec::new();
     for (addr, c) in replicas {
         let deadline = direct_attempt_deadline(size);
@@ -1008,16 +1034,12 @@ async fn read_direct(
             Ok(Ok(data)) => tried.push(format!("{addr}: {} bytes, expected {size}", data.len())),
             Ok(Err(e)) => {
                 if matches!(e, ChunkCallError::Unreachable { .. }) {
-                    bad.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(addr.clone());
+                    bad.mark(&addr);
                 }
                 tried.push(e.to_string());
             }
             Err(_) => {
-                bad.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(addr.clone());
+                bad.mark(&addr);
                 tried.push(format!("{addr}: no answer within {deadline:?}"));
             }
         }

@@ -97,6 +97,8 @@ async fn a_silently_dead_chunkserver_connection_is_replaced() {
     });
     cluster.wait_healthy_chunkservers(0, 2).await;
     let mut client = cluster.client().await;
+    // The controller's connections are under test: its reads, not the client's.
+    client.set_direct_reads(false);
     let book = corpus::catalog()
         .into_iter()
         .find(|b| (1_000_000..3_000_000).contains(&b.bytes))
