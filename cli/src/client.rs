@@ -155,8 +155,13 @@ impl Client {
             match resolver.resolve(t, CONTROLLER_GRPC_PORT).await {
                 Ok(a) => {
                     for a in a {
-                        addrs.push(a.to_string());
-                        tls.push(domain.clone());
+                        // An address named twice (given, and again behind an alias)
+                        // is tried once: a frozen one would cost its wait twice.
+                        let a = a.to_string();
+                        if !addrs.contains(&a) {
+                            addrs.push(a);
+                            tls.push(domain.clone());
+                        }
                     }
                 }
                 Err(e) => errors.push(e.to_string()),

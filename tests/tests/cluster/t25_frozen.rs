@@ -71,7 +71,12 @@ async fn a_frozen_controller_or_chunkserver_never_holds_a_request() {
         vec!["search", "worst of times"],
         vec!["cluster", "status"],
     ] {
-        let (took, _) = timed(&c, &all, &args).await;
+        // The frozen address named twice (as when it is given and is also behind
+        // an alias): it is tried once.
+        let twice: Vec<String> = std::iter::once(all[0].clone())
+            .chain(all.iter().cloned())
+            .collect();
+        let (took, _) = timed(&c, &twice, &args).await;
         longest.push((format!("controller frozen: {}", args[0]), took));
     }
     assert_eq!(
