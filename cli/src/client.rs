@@ -67,6 +67,11 @@ pub struct Client {
     channel: Channel,
     bearer: Bearer,
     inner: Inner,
+    /// The causal clock: the highest write timestamp the controllers answered this
+    /// client (or one it was given, see [`Client::observe_clock`]). Sent as `after`
+    /// with every write, so its writes take effect in the order it made them on
+    /// any controller, whatever that controller's clock says.
+    clock: u64,
     /// Whose books `download`, `stat`, `versions` and `ls` address (a user name);
     /// empty: the caller's own (and, for `ls`, everyone's public ones).
     owner: String,
@@ -183,11 +188,25 @@ impl Client {
             inner: inner(channel.clone(), Bearer::default()),
             channel,
             bearer: Bearer::default(),
+            clock: 0,
             owner: String::new(),
             direct: true,
             chunk_clients: Default::default(),
             direct_bad: Default::default(),
         })
+    }
+
+    /// The causal clock: the highest write timestamp this client was answered.
+    /// Keep it with the session (the CLI saves it beside the token) and hand it
+    /// to the next client with [`Client::observe_clock`].
+    pub fn causal_clock(&self) -> u64 {
+        self.clock
+    }
+
+    /// Takes in a causal clock from an earlier client of the same user: this
+    /// client's writes will be ordered after the writes that clock covers.
+    pub fn observe_clock(&mut self, clock: u64) {
+        self.clock = self.clock.max(clock);
     }
 
     /// Whether the connected controller is reached over TLS.
@@ -383,6 +402,7 @@ impl Client {
                 name: name.to_string(),
                 size,
                 public,
+                after: self.clock,
             })),
         };
         let reader_task = tokio::spawn(async move {
@@ -451,7 +471,9 @@ impl Client {
             .await
             .map_err(|e| ClientError::io("upload reader", std::io::Error::other(e)))?;
         read.map_err(|e| ClientError::io("upload source", e))?;
-        Ok(call?.into_inner())
+        let r = call?.into_inner();
+        self.observe_clock(r.clock);
+        Ok(r)
     }
 
     /// Downloads `name` (or a `version`) to `out`. The bytes go to a temporary file
@@ -867,13 +889,20 @@ impl Client {
     /// "not found" from the next one is not an answer: that is reported as
     /// [`ClientError::Unavailable`] (the delete may or may not have happened).
     pub async fn delete(&mut self, name: &str) -> Result<u32, ClientError> {
-        let req = pb::DeleteRequest { name: name.into() };
+        let req = pb::DeleteRequest {
+            name: name.into(),
+            after: self.clock,
+        };
         let mut attempts = self.addrs.len();
         let mut lost: Option<String> = None;
         loop {
             let r = self.inner.clone().delete(req.clone()).await;
             match r.map_err(ClientError::from) {
-                Ok(r) => return Ok(r.into_inner().versions_deleted),
+                Ok(r) => {
+                    let r = r.into_inner();
+                    self.observe_clock(r.clock);
+                    return Ok(r.versions_deleted);
+                }
                 Err(ClientError::Unreachable { reason, .. }) if attempts > 1 => {
                     lost.get_or_insert_with(|| format!("{} ({reason})", self.controller()));
                     attempts -= 1;

@@ -251,6 +251,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Register { .. } | Command::Login { .. }
     ) {
         client.set_token(redcloud_cli::session::token()?.as_deref())?;
+        if let Ok(Some(saved)) = redcloud_cli::session::load() {
+            client.observe_clock(saved.clock);
+        }
     }
     client.set_owner(cli.owner.as_deref());
     let json = cli.json;
@@ -349,6 +352,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     .await;
                 bar.finish_and_clear();
                 let r = r?;
+                redcloud_cli::session::keep_clock(client.causal_clock());
                 if !json {
                     let f = r.file.clone().unwrap_or_default();
                     println!(
@@ -497,6 +501,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Rm { name } => {
             let n = client.delete(&name).await?;
+            redcloud_cli::session::keep_clock(client.causal_clock());
             if json {
                 print_json(&serde_json::json!({ "name": name, "versions_deleted": n }));
             } else {
@@ -651,6 +656,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 };
                 match stored {
                     Ok(r) => {
+                        redcloud_cli::session::keep_clock(client.causal_clock());
                         let f = r.file.clone().unwrap_or_default();
                         if !json {
                             println!(
@@ -897,6 +903,11 @@ fn save_login(l: &redcloud_cli::pb::LoginResponse) -> Result<String, ClientError
         token: l.token.clone(),
         username: l.username.clone(),
         expires_at_ms: l.expires_at_ms,
+        // The causal clock belongs to the person at this terminal, not the token.
+        clock: redcloud_cli::session::load()
+            .ok()
+            .flatten()
+            .map_or(0, |s| s.clock),
     })?;
     Ok(p.display().to_string())
 }

@@ -14,6 +14,10 @@ pub struct Saved {
     pub token: String,
     pub username: String,
     pub expires_at_ms: u64,
+    /// The causal clock of this login's writes (`Client::causal_clock`): the next
+    /// write is stamped after it, on whichever controller it lands.
+    #[serde(default)]
+    pub clock: u64,
 }
 
 /// Where the login is kept.
@@ -83,6 +87,20 @@ pub fn save(s: &Saved) -> Result<PathBuf, ClientError> {
         .map_err(|e| ClientError::io(tmp.display(), e))?;
     std::fs::rename(&tmp, &p).map_err(|e| ClientError::io(p.display(), e))?;
     Ok(p)
+}
+
+/// Keeps `clock` as the saved login's causal clock if it is later than the one
+/// saved. Nothing to do without a saved login (`REDCLOUD_TOKEN`); a failure only
+/// warns: the write it follows did happen.
+pub fn keep_clock(clock: u64) {
+    let Ok(Some(mut s)) = load() else { return };
+    if clock <= s.clock {
+        return;
+    }
+    s.clock = clock;
+    if let Err(e) = save(&s) {
+        eprintln!("warning: could not keep the session's causal clock: {e}");
+    }
 }
 
 /// Removes the saved login (none is fine).

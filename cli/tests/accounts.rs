@@ -86,6 +86,20 @@ async fn accounts_from_the_command_line() {
     assert_eq!(text(&out.stdout).trim(), "dana");
     let out = run(&ctl, &dana, &["upload", book_s], None).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // The login keeps the causal clock of its writes, so the next command's
+    // writes are stamped after this upload on any controller.
+    let clock_of = || {
+        let s: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&saved).expect("saved login")).unwrap();
+        s["clock"].as_u64().unwrap_or(0)
+    };
+    let after_upload = clock_of();
+    assert!(after_upload > 0, "no causal clock kept after an upload");
+    let out = run(&ctl, &dana, &["rm", "notes.txt"], None).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(clock_of() > after_upload, "the delete did not move the clock");
+    let out = run(&ctl, &dana, &["upload", book_s], None).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
 
     // Another user does not see it; a wrong password is refused (exit 7).
     let out = run(

@@ -41,6 +41,34 @@ const MAX_SEARCH_PAGES: usize = 20;
 pub const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ControllerService {
+    /// Moves this controller's clock past a client's causal context (`after`: the
+    /// highest write timestamp the client has been answered), so the write about
+    /// to be stamped orders after every write the client saw, also when it saw
+    /// them on a controller whose clock runs ahead of this one's. Bounded like a
+    /// peer's record: at most `MAX_CLOCK_DRIFT` past this controller's clock, so
+    /// no client can push the clock further than a peer could.
+    fn observe_after(&self, after: u64) {
+        if after == 0 {
+            return;
+        }
+        let hlc = &self.node.hlc;
+        let limit_ms = hlc
+            .wall_ms()
+            .saturating_add(self.node.config.max_clock_drift.as_millis() as u64);
+        let after = HlcTimestamp(after);
+        let bounded = if after.millis() > limit_ms {
+            tracing::debug!(
+                after_ms = after.millis(),
+                limit_ms,
+                "a client's causal clock is further ahead than MAX_CLOCK_DRIFT: taken up to the bound"
+            );
+            HlcTimestamp::from_parts(limit_ms, 0)
+        } else {
+            after
+        };
+        hlc.observe(bounded);
+    }
+
     pub fn new(node: Arc<Node>) -> Self {
         ControllerService {
             node,
@@ -318,6 +346,7 @@ impl Controller for ControllerService {
             }
             None => return Err(Status::invalid_argument("empty Upload stream")),
         };
+        self.observe_after(start.after);
         let start = UploadStart {
             owner,
             name: start.name,
@@ -351,6 +380,7 @@ impl Controller for ControllerService {
             Ok((file, replicas)) => Ok(Response::new(pb::UploadResponse {
                 file: Some(self.info(&file).await?),
                 replicas: replicas as u32,
+                clock: file.meta.hlc.0,
             })),
             Err(e) => {
                 self.node.metrics.upload_failures.inc();
@@ -511,12 +541,14 @@ impl Controller for ControllerService {
         let caller = self.caller(&request).await?;
         let own = writer(&caller, "delete")?.user_id.clone();
         let name = convert::required("name", &request.get_ref().name)?.to_string();
+        self.observe_after(request.get_ref().after);
         let n = name.clone();
         let (deleted, written) = self
             .node
             .db
             .call(move |s| meta::delete_name(s, &own, &n))
             .await?;
+        let clock = written.iter().map(|r| r.version.hlc.0).max().unwrap_or(0);
         self.node.publish(written, None);
         if deleted == 0 {
             return Err(ControllerError::NotFound(format!("file '{name}' not found")).into());
@@ -524,6 +556,7 @@ impl Controller for ControllerService {
         tracing::info!(node = %self.node.id, %name, versions = deleted, "file deleted");
         Ok(Response::new(pb::DeleteResponse {
             versions_deleted: deleted,
+            clock,
         }))
     }
 

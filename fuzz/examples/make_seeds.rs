@@ -121,6 +121,7 @@ fn main() {
                     name: "books/tale.txt".into(),
                     size: 1000,
                     public: true,
+                    after: 0,
                 })),
             }
             .encode_to_vec(),

@@ -947,13 +947,21 @@ async fn client_loop(
     token: Option<String>,
     deadline: Instant,
 ) -> ClientResult {
+    // The user's causal clock, carried from one connection to the next as the CLI
+    // keeps it with the login: each write is stamped after the last one answered.
+    let clock = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let connect = |order: Vec<String>| {
         let token = token.clone();
+        let clock = clock.clone();
         async move {
             let mut c = Client::connect(&order).await?;
             c.set_token(token.as_deref())?;
+            c.observe_clock(clock.load(std::sync::atomic::Ordering::Relaxed));
             Ok::<_, ClientError>(c)
         }
+    };
+    let keep = |c: &Client| {
+        clock.fetch_max(c.causal_clock(), std::sync::atomic::Ordering::Relaxed);
     };
     let mut names: BTreeMap<String, NameLog> = BTreeMap::new();
     let mut ops: BTreeMap<String, u64> = BTreeMap::new();
@@ -994,7 +1002,9 @@ async fn client_loop(
             let name = deletable[rng.random_range(0..deletable.len())].clone();
             let r = tokio::time::timeout(OP_TIMEOUT, async {
                 let mut c = connect(order.clone()).await?;
-                c.delete(&name).await
+                let r = c.delete(&name).await;
+                keep(&c);
+                r
             })
             .await;
             let log = names.get_mut(&name).expect("known name");
@@ -1054,7 +1064,9 @@ async fn client_loop(
         let sha = hex::encode(Sha256::digest(&data));
         let r = tokio::time::timeout(OP_TIMEOUT, async {
             let mut c = connect(order.clone()).await?;
-            c.upload_bytes(data, &name, false).await
+            let r = c.upload_bytes(data, &name, false).await;
+            keep(&c);
+            r
         })
         .await;
         let log = names.entry(name).or_default();

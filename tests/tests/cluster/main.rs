@@ -13,6 +13,7 @@ mod t43_hostile;
 mod t45_cluster_secret;
 mod t47_tls;
 mod t50_replication;
+mod t52_causal_sessions;
 mod t55_tombstone_gc;
 mod t57_operator_faults;
 mod t60_repair;

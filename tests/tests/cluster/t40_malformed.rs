@@ -127,6 +127,7 @@ async fn malformed_requests_are_refused_and_servers_keep_running() {
             name: name.into(),
             size,
             public: false,
+            after: 0,
         })
     };
     let cases: Vec<(Vec<Msg>, &str)> = vec![

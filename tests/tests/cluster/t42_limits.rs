@@ -80,6 +80,7 @@ async fn an_upload_whose_client_stops_sending_is_dropped() {
             name: "stalled.txt".into(),
             size: 1000,
             public: false,
+            after: 0,
         })),
     })
     .await

@@ -311,6 +311,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
             name: name.into(),
             size: 3,
             public: false,
+            after: 0,
         })
     };
 
@@ -368,6 +369,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
     let r = ctl
         .delete(pb::DeleteRequest {
             name: "diary.txt".into(),
+            after: 0,
         })
         .await;
     t.grpc(
@@ -444,6 +446,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
             mallory_auth,
             pb::DeleteRequest {
                 name: "diary.txt".into(),
+                after: 0,
             }
         ))
         .await;
@@ -609,6 +612,7 @@ async fn hostile_input_is_refused_everywhere_and_changes_nothing() {
                     name: "huge.txt".into(),
                     size: big.len() as u64,
                     public: false,
+                    after: 0,
                 }),
                 Up::Data(big.clone()),
             ])

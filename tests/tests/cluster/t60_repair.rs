@@ -352,6 +352,7 @@ async fn a_chunk_offered_again_by_an_upload_is_not_collected_by_another_controll
         name: "second.txt".into(),
         size: data.len() as u64,
         public: false,
+        after: 0,
     })))
     .await
     .expect("send start");
