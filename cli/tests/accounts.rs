@@ -97,7 +97,10 @@ async fn accounts_from_the_command_line() {
     assert!(after_upload > 0, "no causal clock kept after an upload");
     let out = run(&ctl, &dana, &["rm", "notes.txt"], None).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(clock_of() > after_upload, "the delete did not move the clock");
+    assert!(
+        clock_of() > after_upload,
+        "the delete did not move the clock"
+    );
     let out = run(&ctl, &dana, &["upload", book_s], None).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 

@@ -185,7 +185,12 @@ async fn run_level_procs(books: Arc<Vec<Book>>, concurrency: usize) -> serde_jso
         let (queue, books) = (queue.clone(), books.clone());
         let mut client = cluster.client(&addrs).await;
         tasks.push(tokio::spawn(async move {
-            while let Some(i) = queue.lock().await.pop() {
+            loop {
+                // A `let` statement, not `while let`: the queue's guard must go
+                // before the transfer, or the clients take turns.
+                let Some(i) = queue.lock().await.pop() else {
+                    break;
+                };
                 let b = &books[i];
                 client
                     .upload_file(&b.path(), &b.file, false, |_| {})
@@ -221,7 +226,12 @@ async fn run_level_procs(books: Arc<Vec<Book>>, concurrency: usize) -> serde_jso
         let (queue, books) = (queue.clone(), books.clone());
         let mut client = cluster.client(&addrs).await;
         tasks.push(tokio::spawn(async move {
-            while let Some(i) = queue.lock().await.pop() {
+            loop {
+                // A `let` statement, not `while let`: the queue's guard must go
+                // before the transfer, or the clients take turns.
+                let Some(i) = queue.lock().await.pop() else {
+                    break;
+                };
                 let b = &books[i];
                 let (info, data) = client
                     .download_bytes(&b.file, None)
