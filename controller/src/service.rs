@@ -44,9 +44,10 @@ impl ControllerService {
     /// Moves this controller's clock past a client's causal context (`after`: the
     /// highest write timestamp the client has been answered), so the write about
     /// to be stamped orders after every write the client saw, also when it saw
-    /// them on a controller whose clock runs ahead of this one's. Bounded like a
-    /// peer's record: at most `MAX_CLOCK_DRIFT` past this controller's clock, so
-    /// no client can push the clock further than a peer could.
+    /// them on a controller whose clock runs ahead of this one's. Bounded to half
+    /// of `MAX_CLOCK_DRIFT` past this controller's clock (how far apart disciplined
+    /// clocks may be): a client's value from any controller is honoured, and no
+    /// client can move the clock so far that its writes would be held by peers.
     fn observe_after(&self, after: u64) {
         if after == 0 {
             return;
@@ -54,13 +55,13 @@ impl ControllerService {
         let hlc = &self.node.hlc;
         let limit_ms = hlc
             .wall_ms()
-            .saturating_add(self.node.config.max_clock_drift.as_millis() as u64);
+            .saturating_add(self.node.config.max_clock_drift.as_millis() as u64 / 2);
         let after = HlcTimestamp(after);
         let bounded = if after.millis() > limit_ms {
             tracing::debug!(
                 after_ms = after.millis(),
                 limit_ms,
-                "a client's causal clock is further ahead than MAX_CLOCK_DRIFT: taken up to the bound"
+                "a client's causal clock is further ahead than MAX_CLOCK_DRIFT/2: taken up to the bound"
             );
             HlcTimestamp::from_parts(limit_ms, 0)
         } else {

@@ -149,3 +149,39 @@ async fn an_upload_after_a_delete_on_a_faster_controller_is_current() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_causal_clock_far_in_the_future_moves_no_clock_past_the_drift() {
+    let cluster = TestCluster::with(ClusterSpec {
+        controllers: 2,
+        ..Default::default()
+    })
+    .await;
+    let drift_ms = cluster.controllers[0].config().max_clock_drift.as_millis() as u64;
+    let mut c = cluster.client_of(0).await;
+    c.observe_clock(u64::MAX);
+    let before = redcloud_common::now_ms();
+    let r = c
+        .upload_bytes(
+            Bytes::from_static(b"from a hostile clock\n"),
+            "far.txt",
+            false,
+        )
+        .await
+        .expect("upload with a far-future causal clock");
+    // The write's own stamp (the client keeps the larger value it was given).
+    let stamped = redcloud_common::HlcTimestamp(r.clock).millis();
+    assert!(
+        stamped <= redcloud_common::now_ms() + drift_ms / 2 + 1_000,
+        "stamped {} ms ahead of the wall clock",
+        stamped.saturating_sub(before)
+    );
+    // Within the drift of its peer: applied there, not held.
+    cluster.wait_converged(&[0, 1], CONVERGE).await;
+    assert_eq!(
+        current_on(&cluster, 1, "far.txt")
+            .await
+            .expect("download on the peer"),
+        b"from a hostile clock\n"
+    );
+}
