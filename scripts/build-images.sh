@@ -51,7 +51,10 @@ if need_local_base; then make_local_base; fi
 # layer even if files change in between.
 ctx=$(mktemp)
 trap 'rm -f "$ctx"' EXIT
-tar -cf "$ctx" --exclude=./target --exclude=./.git --exclude=./redcloud-data .
+# What .dockerignore leaves out, at least the large parts: the fuzz crate's build
+# and corpus (gigabytes after scripts/fuzz.sh) would otherwise go to the daemon.
+tar -cf "$ctx" --exclude=./target --exclude=./.git --exclude=./redcloud-data \
+  --exclude=./fuzz/target --exclude=./fuzz/corpus --exclude=./fuzz/artifacts --exclude=./fuzz/coverage .
 for role in controller chunkserver; do
   echo "==> docker build -f Dockerfile.$role -t redcloud-$role ."
   docker build -f "Dockerfile.$role" -t "redcloud-$role" - <"$ctx"
