@@ -73,7 +73,9 @@ pub fn save(s: &Saved) -> Result<PathBuf, ClientError> {
         .mode(0o700)
         .create(&dir)
         .map_err(|e| ClientError::io(dir.display(), e))?;
-    let tmp = p.with_extension("json.tmp");
+    // A name of this process's own: commands running side by side (each keeps
+    // its causal clock after a write) never write into one another's file.
+    let tmp = p.with_extension(format!("json.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)

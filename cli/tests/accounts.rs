@@ -101,6 +101,23 @@ async fn accounts_from_the_command_line() {
         clock_of() > after_upload,
         "the delete did not move the clock"
     );
+    // Commands side by side each save the clock: the login survives them all.
+    let uploads = (0..6).map(|i| {
+        let name = format!("side-{i}.txt");
+        let (ctl, dana) = (ctl.clone(), dana.clone());
+        async move { run(&ctl, &dana, &["upload", book_s, "--name", &name], None).await }
+    });
+    for out in futures::future::join_all(uploads).await {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            !text(&out.stderr).contains("warning"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = run(&ctl, &dana, &["whoami"], None).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "dana");
     let out = run(&ctl, &dana, &["upload", book_s], None).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
 
