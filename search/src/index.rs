@@ -48,6 +48,9 @@ pub enum SearchError {
     BadQuery(String),
     #[error("search index: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The index cannot be used now (its thread or task failed).
+    #[error("search index unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A search request.
