@@ -62,14 +62,56 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
-/// Sets up `tracing` output from `RUST_LOG` (default `info`). Safe to call twice.
-pub fn init_logging() {
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event; ANSI colour only when stderr is a
+    /// terminal and `NO_COLOR` is unset, so `docker logs` and files stay plain.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `span`).
+    Json,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`'s value: unset or empty is `text`.
+    pub fn from_env_value(v: Option<&str>) -> Result<LogFormat, String> {
+        match v.map(str::trim).unwrap_or("") {
+            "" | "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "LOG_FORMAT must be \"text\" or \"json\", not {other:?}"
+            )),
+        }
+    }
+}
+
+/// Whether text logs on stderr may carry ANSI colour: stderr is a terminal and
+/// `NO_COLOR` is unset or empty (<https://no-color.org>).
+pub fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Sets up `tracing` output on stderr from `RUST_LOG` (default `info`) and
+/// `LOG_FORMAT` (`text`, the default, or `json`). Safe to call twice. An invalid
+/// `LOG_FORMAT` is an error (the node refuses to start rather than log in a
+/// format nobody asked for).
+pub fn init_logging() -> Result<(), String> {
+    let format = LogFormat::from_env_value(std::env::var("LOG_FORMAT").ok().as_deref())?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(log_colour()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    Ok(())
 }
 
 /// Reads the node id persisted in `dir/node_id`, or makes one (`hostname-timestamp`)

@@ -57,7 +57,10 @@ where
             ExitCode::FAILURE
         };
     }
-    crate::config::init_logging();
+    if let Err(e) = crate::config::init_logging() {
+        eprintln!("{name}: {e}");
+        return ExitCode::FAILURE;
+    }
     let shutdown = CancellationToken::new();
     on_signal(shutdown.clone());
     match run(shutdown).await {

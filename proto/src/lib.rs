@@ -44,7 +44,8 @@ pub const MAX_FRAME_SIZE: u32 = 256 * 1024;
 
 /// The gRPC server settings every node uses: flow-control windows sized for chunk
 /// traffic, bounded streams and in-flight requests per connection, and HTTP/2
-/// keepalive pings, so a connection whose peer froze or vanished is dropped.
+/// keepalive pings, so a connection whose peer froze or vanished is dropped; a
+/// debug-level tracing span per request.
 pub fn server_builder() -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -55,4 +56,7 @@ pub fn server_builder() -> tonic::transport::Server {
         .concurrency_limit_per_connection(MAX_REQUESTS_PER_CONNECTION)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        // A span per request at debug level (`RUST_LOG=debug`, or
+        // `redcloud_proto=debug`): events logged while serving carry the method.
+        .trace_fn(|req| tracing::debug_span!("grpc", method = %req.uri().path()))
 }

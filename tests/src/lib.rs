@@ -44,7 +44,7 @@ where
 /// Logs to stderr when `RUST_LOG` is set (captured per test by the test runner).
 pub fn init_test_logging() {
     if std::env::var_os("RUST_LOG").is_some() {
-        redcloud_common::config::init_logging();
+        let _ = redcloud_common::config::init_logging();
     }
 }
 
