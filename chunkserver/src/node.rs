@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use redcloud_common::NodeId;
-use redcloud_common::metrics::{Counter, Exposition};
+use redcloud_common::metrics::{Counter, RpcHistograms};
 
 use crate::store::ChunkStore;
 
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub scrub_bytes: Counter,
     pub scrub_corrupt: Counter,
     pub replications: Counter,
+    /// Latency of the gRPC calls this chunkserver served.
+    pub rpc: RpcHistograms,
 }
 
 /// One chunkserver: its identity, store and counters.
@@ -118,91 +120,82 @@ impl Node {
         }
     }
 
-    /// The Prometheus text for `/metrics`.
+    /// The OpenMetrics text for `/metrics` (see `docs/metrics.md` for the list).
     pub fn render_metrics(&self) -> String {
+        use redcloud_common::metrics::{self as rm, Gauge, Registry};
         let m = &self.metrics;
         let (capacity, free) = self.disk_space();
-        let mut e = Exposition::new();
-        e.gauge(
-            "redcloud_chunkserver_chunks",
-            "Chunks stored.",
-            self.store.chunk_count(),
-        )
-        .gauge(
-            "redcloud_chunkserver_used_bytes",
-            "Bytes of chunk data stored.",
-            self.store.used_bytes(),
-        )
-        .gauge(
-            "redcloud_chunkserver_capacity_bytes",
-            "Size of the data file system.",
-            capacity,
-        )
-        .gauge(
-            "redcloud_chunkserver_free_bytes",
-            "Free space on the data file system.",
-            free,
-        )
-        .counter(
-            "redcloud_chunkserver_chunks_written_total",
-            "Chunks newly stored.",
-            m.chunks_written.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_bytes_written_total",
-            "Bytes newly stored.",
-            m.bytes_written.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_chunks_read_total",
-            "Chunks served after verification.",
-            m.chunks_read.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_direct_reads_total",
-            "Chunks read by clients directly, with a controller's read token.",
-            m.direct_reads.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_bytes_read_total",
-            "Bytes served after verification.",
-            m.bytes_read.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_corrupt_reads_total",
-            "Reads that found a corrupt copy (removed, not served).",
-            m.corrupt_reads.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_scrub_passes_total",
-            "Completed scrub passes.",
-            m.scrub_passes.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_scrub_bytes_total",
-            "Bytes re-verified by scrub.",
-            m.scrub_bytes.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_scrub_corrupt_total",
-            "Corrupt copies scrub found and removed.",
-            m.scrub_corrupt.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_replications_total",
-            "Chunks copied from a peer.",
-            m.replications.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_heartbeats_sent_total",
-            "Heartbeats acknowledged by a controller.",
-            m.heartbeats_sent.get(),
-        )
-        .counter(
-            "redcloud_chunkserver_heartbeat_failures_total",
-            "Heartbeats that failed.",
-            m.heartbeat_failures.get(),
+        let mut reg = Registry::default();
+        let gauges = [
+            ("chunks", "Chunks stored.", self.store.chunk_count()),
+            (
+                "used_bytes",
+                "Bytes of chunk data stored.",
+                self.store.used_bytes(),
+            ),
+            ("capacity_bytes", "Size of the data file system.", capacity),
+            ("free_bytes", "Free space on the data file system.", free),
+        ];
+        for (name, help, v) in gauges {
+            let g = Gauge::default();
+            g.set(v);
+            g.register(&mut reg, &format!("redcloud_chunkserver_{name}"), help);
+        }
+        let counters = [
+            (&m.chunks_written, "chunks_written", "Chunks newly stored."),
+            (&m.bytes_written, "bytes_written", "Bytes newly stored."),
+            (
+                &m.chunks_read,
+                "chunks_read",
+                "Chunks served after verification.",
+            ),
+            (
+                &m.direct_reads,
+                "direct_reads",
+                "Chunks read by clients directly, with a controller's read token.",
+            ),
+            (
+                &m.bytes_read,
+                "bytes_read",
+                "Bytes served after verification.",
+            ),
+            (
+                &m.corrupt_reads,
+                "corrupt_reads",
+                "Reads that found a corrupt copy (removed, not served).",
+            ),
+            (&m.scrub_passes, "scrub_passes", "Completed scrub passes."),
+            (&m.scrub_bytes, "scrub_bytes", "Bytes re-verified by scrub."),
+            (
+                &m.scrub_corrupt,
+                "scrub_corrupt",
+                "Corrupt copies scrub found and removed.",
+            ),
+            (
+                &m.replications,
+                "replications",
+                "Chunks copied from a peer.",
+            ),
+            (
+                &m.heartbeats_sent,
+                "heartbeats_sent",
+                "Heartbeats acknowledged by a controller.",
+            ),
+            (
+                &m.heartbeat_failures,
+                "heartbeat_failures",
+                "Heartbeats that failed.",
+            ),
+        ];
+        for (c, name, help) in counters {
+            c.register(&mut reg, &format!("redcloud_chunkserver_{name}"), help);
+        }
+        m.rpc.register(
+            &mut reg,
+            "redcloud_chunkserver_rpc_duration",
+            "gRPC calls served: time to the response's head, by method and status.",
         );
-        e.finish()
+        rm::register_process(&mut reg, "chunkserver");
+        rm::encode(&reg)
     }
 }

@@ -145,8 +145,10 @@ pub async fn start(
         redcloud_proto::incoming::MAX_CONNECTIONS,
     );
     let sd = shutdown.clone();
+    let rpc_metrics = redcloud_common::metrics::RpcMetricsLayer::new(node.metrics.rpc.clone());
     tasks.spawn(async move {
         let r = redcloud_proto::server_builder()
+            .layer(rpc_metrics)
             .add_service(svc)
             .add_service(read_svc)
             .serve_with_incoming_shutdown(incoming, sd.cancelled())

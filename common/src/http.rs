@@ -74,7 +74,7 @@ impl HttpResponse {
     pub fn metrics(body: String) -> Self {
         HttpResponse {
             status: StatusCode::OK,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
+            content_type: crate::metrics::CONTENT_TYPE,
             body: Bytes::from(body),
         }
     }

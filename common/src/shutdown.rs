@@ -57,6 +57,7 @@ where
             ExitCode::FAILURE
         };
     }
+    crate::metrics::process_start_unix_s();
     if let Err(e) = crate::config::init_logging() {
         eprintln!("{name}: {e}");
         return ExitCode::FAILURE;

@@ -1,6 +1,6 @@
 //! The controller's counters and gauges (exported on `/metrics` by `node.rs`).
 
-use redcloud_common::metrics::{Counter, Gauge};
+use redcloud_common::metrics::{Counter, Gauge, RpcHistograms};
 
 /// Counters exported on `/metrics`.
 #[derive(Debug, Default)]
@@ -38,4 +38,8 @@ pub struct Metrics {
     pub peer_messages_refused: Counter,
     /// Records from peers held back: stamped too far ahead of our clock.
     pub records_held_clock_ahead: Counter,
+    /// Missing chunk copies counted over all repair passes.
+    pub repair_backlog_seen: Counter,
+    /// Latency of the gRPC calls this controller served.
+    pub rpc: RpcHistograms,
 }

@@ -5,7 +5,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use redcloud_common::metrics::Exposition;
 use redcloud_common::{Hlc, NodeId};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -86,192 +85,266 @@ impl Node {
             .clone()
     }
 
-    /// The Prometheus text for `/metrics`.
+    /// The OpenMetrics text for `/metrics` (see `docs/metrics.md` for the list).
     pub fn render_metrics(&self) -> String {
+        use redcloud_common::metrics::{self as rm, FloatGauge, Gauge, Registry};
         let m = &self.metrics;
-        let cs = self.registry.snapshot();
-        let healthy = cs.iter().filter(|c| c.healthy).count() as u64;
-        let repair = self.repair_report();
-        let counters: [(&str, &str, u64); 31] = [
-            ("uploads_total", "Uploads acknowledged.", m.uploads.get()),
+        let mut reg = Registry::default();
+        let counters = [
+            (&m.uploads, "uploads", "Uploads acknowledged."),
             (
-                "upload_bytes_total",
+                &m.upload_bytes,
+                "upload_bytes",
                 "Bytes of acknowledged uploads.",
-                m.upload_bytes.get(),
             ),
             (
-                "upload_failures_total",
+                &m.upload_failures,
+                "upload_failures",
                 "Uploads refused or failed.",
-                m.upload_failures.get(),
             ),
-            ("downloads_total", "Downloads completed.", m.downloads.get()),
+            (&m.downloads, "downloads", "Downloads completed."),
             (
-                "download_bytes_total",
+                &m.download_bytes,
+                "download_bytes",
                 "Bytes sent to downloaders.",
-                m.download_bytes.get(),
             ),
             (
-                "download_failures_total",
+                &m.download_failures,
+                "download_failures",
                 "Downloads that failed.",
-                m.download_failures.get(),
             ),
             (
-                "chunk_read_failovers_total",
+                &m.chunk_read_failovers,
+                "chunk_read_failovers",
                 "Chunk reads that moved to another replica.",
-                m.chunk_read_failovers.get(),
             ),
             (
-                "chunk_put_failures_total",
+                &m.chunk_put_failures,
+                "chunk_put_failures",
                 "Chunk writes a chunkserver refused or missed.",
-                m.chunk_put_failures.get(),
             ),
             (
-                "heartbeats_total",
+                &m.heartbeats,
+                "heartbeats",
                 "Chunkserver heartbeats received.",
-                m.heartbeats.get(),
             ),
             (
-                "gossip_pushes_total",
+                &m.gossip_pushes,
+                "gossip_pushes",
                 "Push-gossip messages sent.",
-                m.gossip_pushes.get(),
             ),
             (
-                "gossip_push_failures_total",
+                &m.gossip_push_failures,
+                "gossip_push_failures",
                 "Push-gossip messages that failed.",
-                m.gossip_push_failures.get(),
             ),
             (
-                "gossip_records_received_total",
+                &m.gossip_records_received,
+                "gossip_records_received",
                 "Records received by push.",
-                m.gossip_records_received.get(),
             ),
             (
-                "gossip_records_applied_total",
+                &m.gossip_records_applied,
+                "gossip_records_applied",
                 "Received records that changed state.",
-                m.gossip_records_applied.get(),
             ),
             (
-                "anti_entropy_rounds_total",
+                &m.anti_entropy_rounds,
+                "anti_entropy_rounds",
                 "Anti-entropy rounds started.",
-                m.anti_entropy_rounds.get(),
             ),
             (
-                "anti_entropy_failures_total",
+                &m.anti_entropy_failures,
+                "anti_entropy_failures",
                 "Anti-entropy exchanges that failed.",
-                m.anti_entropy_failures.get(),
             ),
             (
-                "peer_bytes_sent_total",
+                &self.net.bytes_sent,
+                "peer_bytes_sent",
                 "Bytes sent to other controllers.",
-                self.net.bytes_sent.get(),
             ),
             (
-                "peer_bytes_received_total",
+                &self.net.bytes_received,
+                "peer_bytes_received",
                 "Bytes received in answers from other controllers.",
-                self.net.bytes_received.get(),
             ),
             (
-                "books_indexed_total",
+                &m.books_indexed,
+                "books_indexed",
                 "Books (re)indexed for search.",
-                m.books_indexed.get(),
             ),
+            (&m.searches, "searches", "Search queries answered."),
+            (&m.gc_passes, "gc_passes", "Tombstone collection passes."),
             (
-                "searches_total",
-                "Search queries answered.",
-                m.searches.get(),
-            ),
-            (
-                "gc_passes_total",
-                "Tombstone collection passes.",
-                m.gc_passes.get(),
-            ),
-            (
-                "tombstones_purged_total",
+                &m.tombstones_purged,
+                "tombstones_purged",
                 "Tombstones purged once every controller had seen them.",
-                m.tombstones_purged.get(),
             ),
+            (&m.repair_passes, "repair_passes", "Repair passes run."),
             (
-                "repair_passes_total",
-                "Repair passes run.",
-                m.repair_passes.get(),
-            ),
-            (
-                "repair_copies_total",
+                &m.repair_copies,
+                "repair_copies",
                 "Chunk copies made by repair.",
-                m.repair_copies.get(),
             ),
+            (&m.repair_bytes, "repair_bytes", "Bytes copied by repair."),
             (
-                "repair_bytes_total",
-                "Bytes copied by repair.",
-                m.repair_bytes.get(),
-            ),
-            (
-                "repair_failures_total",
+                &m.repair_failures,
+                "repair_failures",
                 "Repair copies that failed (retried with backoff).",
-                m.repair_failures.get(),
             ),
             (
-                "chunks_collected_total",
+                &m.chunks_collected,
+                "chunks_collected",
                 "Unreferenced chunks deleted from chunkservers.",
-                m.chunks_collected.get(),
             ),
             (
-                "chunks_kept_recently_written_total",
+                &m.chunks_kept_recently_written,
+                "chunks_kept_recently_written",
                 "Deletes of unreferenced chunks refused by a chunkserver: written within the window (an upload may use them).",
-                m.chunks_kept_recently_written.get(),
             ),
             (
-                "peer_messages_refused_total",
+                &m.peer_messages_refused,
+                "peer_messages_refused",
                 "Messages from other controllers refused whole before anything in them was applied (malformed, or claims that cannot be true).",
-                m.peer_messages_refused.get(),
             ),
             (
-                "records_held_clock_ahead_total",
+                &m.records_held_clock_ahead,
+                "records_held_clock_ahead",
                 "Records from other controllers held back: stamped more than MAX_CLOCK_DRIFT ahead of this controller's clock.",
-                m.records_held_clock_ahead.get(),
             ),
             (
-                "chunk_copies_lost_total",
-                "Live chunks found with no healthy copy.",
-                repair.lost_chunks,
-            ),
-            (
-                "repair_backlog_total_seen",
-                "Missing copies counted over all repair passes.",
-                repair.missing_copies_seen,
+                &m.repair_backlog_seen,
+                "repair_backlog_seen",
+                "Missing chunk copies counted over all repair passes.",
             ),
         ];
-        let gauges: [(&str, &str, u64); 5] = [
-            (
-                "chunk_gc_waiting_for_sync",
-                "Unreferenced chunks past the grace, waiting for a sync with every controller.",
-                m.chunk_gc_waiting_for_sync.get(),
-            ),
-            ("chunkservers", "Chunkservers known.", cs.len() as u64),
-            ("chunkservers_healthy", "Chunkservers healthy.", healthy),
-            (
-                "peers",
-                "Other controllers known.",
-                self.peers.all().len() as u64,
-            ),
-            (
-                "repair_backlog",
-                "Missing chunk copies at the last repair pass.",
-                repair.missing_copies,
-            ),
-        ];
-        let mut e = Exposition::new();
-        for (name, help, v) in counters {
-            e.counter(&format!("redcloud_controller_{name}"), help, v);
+        for (c, name, help) in counters {
+            c.register(&mut reg, &format!("redcloud_controller_{name}"), help);
         }
-        for (name, help, v) in gauges {
-            e.gauge(&format!("redcloud_controller_{name}"), help, v);
-        }
-        e.gauge_i64(
-            "redcloud_controller_clock_skew_ms",
-            "How far this controller's own wall clock is ahead of the cluster's time (the lower median of its peers' clocks and its own); timestamps are kept within MAX_CLOCK_DRIFT/2 of the cluster's time.",
-            self.hlc.skew_ms(),
+        let cs = self.registry.snapshot();
+        let repair = self.repair_report();
+        let peers = self.peers.all();
+        let alive_window = self
+            .config
+            .discovery_interval
+            .max(self.config.gossip_interval)
+            * 3
+            + std::time::Duration::from_secs(2);
+        let reachable = peers
+            .iter()
+            .filter(|p| p.last_ok.is_some_and(|t| t.elapsed() <= alive_window))
+            .count();
+        let gauge = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+            let g = Gauge::default();
+            g.set(v);
+            g.register(reg, &format!("redcloud_controller_{name}"), help);
+        };
+        m.chunk_gc_waiting_for_sync.register(
+            &mut reg,
+            "redcloud_controller_chunk_gc_waiting_for_sync",
+            "Unreferenced chunks past the grace, waiting for a sync with every controller.",
         );
-        e.finish()
+        gauge(
+            &mut reg,
+            "chunkservers",
+            "Chunkservers known.",
+            cs.len() as u64,
+        );
+        gauge(
+            &mut reg,
+            "chunkservers_healthy",
+            "Chunkservers healthy (a fresh heartbeat and no failed call since).",
+            cs.iter().filter(|c| c.healthy).count() as u64,
+        );
+        gauge(
+            &mut reg,
+            "peers",
+            "Other controllers known.",
+            peers.len() as u64,
+        );
+        gauge(
+            &mut reg,
+            "peers_reachable",
+            "Other controllers a message reached or came from within the liveness window.",
+            reachable as u64,
+        );
+        gauge(
+            &mut reg,
+            "files",
+            "Current (not deleted) files, at the last repair pass.",
+            repair.live_files,
+        );
+        gauge(
+            &mut reg,
+            "chunks",
+            "Chunks current files reference, at the last repair pass.",
+            repair.live_chunks,
+        );
+        gauge(
+            &mut reg,
+            "chunks_under_replicated",
+            "Live chunks lacking a copy on some healthy chunkserver, at the last repair pass.",
+            repair.under_replicated_chunks,
+        );
+        gauge(
+            &mut reg,
+            "chunks_lost",
+            "Live chunks with no copy on any healthy chunkserver, at the last repair pass.",
+            repair.lost_chunks,
+        );
+        gauge(
+            &mut reg,
+            "repair_backlog",
+            "Missing chunk copies at the last repair pass.",
+            repair.missing_copies,
+        );
+        gauge(
+            &mut reg,
+            "repair_passes_completed",
+            "Repair passes completed since start (0: no figure above is from a pass yet).",
+            repair.passes,
+        );
+        let skew = FloatGauge::default();
+        skew.set(self.hlc.skew_ms() as f64 / 1000.0);
+        reg.register_with_unit(
+            "redcloud_controller_clock_skew",
+            rm::help_text("How far this controller's own wall clock is ahead of the cluster's time (the lower median of its peers' clocks and its own); timestamps are kept within MAX_CLOCK_DRIFT/2 of the cluster's time."),
+            prometheus_client::registry::Unit::Seconds,
+            skew,
+        );
+        // Per peer: seconds since the last message that reached it or came from it.
+        #[derive(
+            Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet,
+        )]
+        struct PeerLabels {
+            peer: String,
+        }
+        let since: prometheus_client::metrics::family::Family<PeerLabels, FloatGauge> =
+            Default::default();
+        for p in &peers {
+            let age = p
+                .last_ok
+                .map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
+            let peer = p
+                .node_id
+                .as_ref()
+                .map_or_else(|| p.http_addr.clone(), |id| id.to_string());
+            since.get_or_create(&PeerLabels { peer }).set(age);
+        }
+        reg.register_with_unit(
+            "redcloud_controller_peer_last_exchange_age",
+            rm::help_text(
+                "Seconds since a message last reached this peer or came from it (+Inf: never).",
+            ),
+            prometheus_client::registry::Unit::Seconds,
+            since,
+        );
+        m.rpc.register(
+            &mut reg,
+            "redcloud_controller_rpc_duration",
+            "gRPC calls served: time to the response's head, by method and status.",
+        );
+        rm::register_process(&mut reg, "controller");
+        rm::encode(&reg)
     }
 }

@@ -45,6 +45,12 @@ pub struct RepairReport {
     pub missing_copies: u64,
     /// Live chunks with no copy on any healthy chunkserver at the last pass.
     pub lost_chunks: u64,
+    /// Live chunks lacking a copy on some healthy chunkserver at the last pass.
+    pub under_replicated_chunks: u64,
+    /// Chunks live files reference, at the last pass.
+    pub live_chunks: u64,
+    /// Current (not deleted) files, at the last pass.
+    pub live_files: u64,
     /// Sum of `missing_copies` over all passes.
     pub missing_copies_seen: u64,
     /// Copies made in the last pass.
@@ -193,6 +199,8 @@ async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
     // Plan copies for the chunks this controller is responsible for.
     let mut missing_total = 0u64;
     let mut lost = 0u64;
+    // Over every live chunk, not only those this controller repairs.
+    let (mut lost_all, mut under_replicated) = (0u64, 0u64);
     // One line per pass, not one per chunk (a pass can find tens of thousands).
     let mut lost_examples: Vec<String> = Vec::new();
     let mut tasks: Vec<(
@@ -216,6 +224,12 @@ async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
             .map(|(c, _)| c.clone())
             .collect();
         missing_total += lacking.len() as u64;
+        if !lacking.is_empty() {
+            under_replicated += 1;
+            if holders.is_empty() {
+                lost_all += 1;
+            }
+        }
         if !responsible(&node.id, &alive, chunk) {
             continue;
         }
@@ -355,10 +369,15 @@ async fn pass(r: &Repair, state: &mut RepairState) -> Result<()> {
             .await?;
         node.events.publish(written, None);
     }
+    let live_files = node.db.call(|s| meta::live_file_count(s.conn())).await?;
     let mut report = r.report.lock().unwrap_or_else(|e| e.into_inner());
     report.missing_copies = missing_total;
     report.missing_copies_seen += missing_total;
-    report.lost_chunks = lost;
+    node.metrics.repair_backlog_seen.add(missing_total);
+    report.lost_chunks = lost_all;
+    report.under_replicated_chunks = under_replicated;
+    report.live_chunks = live.len() as u64;
+    report.live_files = live_files;
     report.copied = copied;
     report.collected = collected;
     report.passes += 1;

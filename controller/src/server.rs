@@ -147,6 +147,7 @@ pub async fn start(
         config.cluster_secret.clone(),
     ));
     let metrics = Arc::new(Metrics::default());
+    let rpc_metrics = redcloud_common::metrics::RpcMetricsLayer::new(metrics.rpc.clone());
     let peers = Arc::new(Peers::default());
     let (gossip_tx, gossip_rx) = crate::replication::gossip::queue();
     let events = Arc::new(Events::new(gossip_tx, registry.clone(), metrics.clone()));
@@ -247,6 +248,7 @@ pub async fn start(
     let sd = shutdown.clone();
     tasks.spawn(async move {
         let r = builder
+            .layer(rpc_metrics)
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, sd.cancelled())
             .await;

@@ -21,3 +21,4 @@ mod t70_fault_run;
 mod t80_search;
 mod t85_accounts;
 mod t90_logs;
+mod t92_metrics;

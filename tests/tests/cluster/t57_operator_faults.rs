@@ -339,7 +339,7 @@ async fn a_controller_ten_years_ahead_moves_no_clock_and_tombstones_still_go() {
     );
     let metrics = cluster.controllers[1].controller().render_metrics();
     assert!(
-        metrics.contains("redcloud_controller_clock_skew_ms 3"),
+        metrics.contains("redcloud_controller_clock_skew_seconds 3"),
         "{metrics}"
     );
     for i in all {
