@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the RedCloud images: redcloud-controller (with the `redcloud` CLI) and
-# redcloud-chunkserver, with the plain `docker build -f Dockerfile.<role>`.
+# Builds the RedCloud images: redcloud-controller (with the `redcloud` CLI),
+# redcloud-chunkserver, and redcloud-cli (the CLI alone, its entrypoint), with the
+# plain `docker build -f Dockerfile.<role>`.
 #
 # The Dockerfiles start from `rust:1.95-bookworm`. Where the Docker engine cannot
 # pull images (as on our build machines), this script first makes a local image of
@@ -59,4 +60,8 @@ for role in controller chunkserver; do
   echo "==> docker build -f Dockerfile.$role -t redcloud-$role ."
   docker build -f "Dockerfile.$role" -t "redcloud-$role" - <"$ctx"
 done
+# The CLI on its own (`docker run ... redcloud-cli:latest upload book.txt`): the
+# `cli` stage of Dockerfile.controller, from the same compile layer.
+echo "==> docker build -f Dockerfile.controller --target cli -t redcloud-cli ."
+docker build -f Dockerfile.controller --target cli -t redcloud-cli - <"$ctx"
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^redcloud-'

@@ -81,7 +81,9 @@ cli() { # controller-address args...   (CLI_NET picks the network, default the m
   docker run --rm --network "${CLI_NET:-$net}" -v "$books:/books:ro" -v "$work:/out" "${cli_env[@]}" \
     redcloud-controller:latest redcloud --controller "$c" "$@"
 }
-digest() { cli "$(ip_of "$1"):8700" cluster status --json | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2; }
+# `cluster status` exits 10 when the cluster is degraded; its JSON is printed all the same.
+status_json() { cli "$@" cluster status --json || [ $? -eq 10 ]; }
+digest() { status_json "$(ip_of "$1"):8700" | grep '"state_digest"' | tr -d ' ",' | cut -d: -f2; }
 wait_for() { # seconds description command...
   local secs=$1 deadline=$((SECONDS + $1)) what=$2; shift 2
   until "$@" >/dev/null 2>&1; do
@@ -96,10 +98,10 @@ converged() {
 }
 json_len() { python3 -c 'import json, sys; print(len(json.load(sys.stdin)))'; }
 healthy_chunkservers() { # controller n
-  [ "$(cli "$(ip_of "$1"):8700" cluster status --json | grep -c '"healthy": true')" -ge "$2" ]
+  [ "$(status_json "$(ip_of "$1"):8700" | grep -c '"healthy": true')" -ge "$2" ]
 }
 filled() { # every chunkserver (at least n) holds every live chunk, per ctl-1
-  cli "$(ip_of ctl-1-$$):8700" cluster status --json | python3 -c '
+  status_json "$(ip_of ctl-1-$$):8700" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 n = int(sys.argv[1])
@@ -135,7 +137,7 @@ b="$(ip_of ctl-3-$$ "$side"):8700"
 # new address and report its own (by DNS and heartbeat, a few seconds; on an overlay
 # network the alias can take longer to appear on the new network).
 side_ready() {
-  CLI_NET=$side cli "$b" cluster status --json | python3 -c '
+  CLI_NET=$side status_json "$b" | python3 -c '
 import json, sys
 s = json.load(sys.stdin)
 ok = any(c["healthy"] and c["answered"] and c["grpc_address"].startswith(sys.argv[1] + ":")

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redcloud_common::Sha256Hex;
-use redcloud_common::discovery::Resolver;
+use redcloud_common::discovery::{DiscoveryError, Resolver};
 use redcloud_proto::chunk_client::{ChunkCallError, ChunkClient};
 use redcloud_proto::controller::{self as pb, controller_client::ControllerClient};
 use redcloud_proto::{MAX_DATA_MESSAGE, MAX_MESSAGE_BYTES};
@@ -137,7 +137,7 @@ impl Client {
         let resolver = Resolver::new();
         let mut addrs = Vec::new();
         let mut tls = Vec::new();
-        let mut errors = Vec::new();
+        let mut unresolved = Vec::new();
         for t in targets {
             let t = t.trim();
             let secure = t.starts_with("https://");
@@ -169,17 +169,43 @@ impl Client {
                         }
                     }
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(DiscoveryError::InvalidTarget(t)) => {
+                    return Err(ClientError::InvalidArgument(format!(
+                        "controller address {t:?}: expected HOST, HOST:PORT or IP:PORT"
+                    )));
+                }
+                Err(DiscoveryError::Unresolved { name, reason }) => {
+                    // The resolver's own words (server addresses, record types)
+                    // help nobody at the terminal; they go to the debug log.
+                    tracing::debug!("cannot resolve {name:?}: {reason}");
+                    unresolved.push(format!("'{name}'"));
+                }
             }
         }
+        let not_found = (!unresolved.is_empty()).then(|| {
+            format!(
+                "cannot resolve {}: outside the Docker network give --controller HOST:PORT \
+                 or set REDCLOUD_CONTROLLER",
+                unresolved.join(", ")
+            )
+        });
         if addrs.is_empty() {
             return Err(ClientError::Unreachable {
                 addrs: targets.join(","),
-                reason: errors.join("; "),
+                reason: not_found.unwrap_or_else(|| "no address given".to_string()),
             });
         }
         let ca = ca_pem.map(tonic::transport::Certificate::from_pem);
-        let (current, channel) = connect_any(&addrs, &tls, ca.as_ref(), 0).await?;
+        let (current, channel) = match connect_any(&addrs, &tls, ca.as_ref(), 0).await {
+            Ok(c) => c,
+            Err(ClientError::Unreachable { addrs, reason }) if not_found.is_some() => {
+                return Err(ClientError::Unreachable {
+                    addrs,
+                    reason: format!("{reason}; {}", not_found.unwrap_or_default()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Client {
             addrs,
             tls,

@@ -30,6 +30,13 @@ pub enum ClientError {
     },
     #[error("controller error ({code:?}): {message}")]
     Server { code: Code, message: String },
+    /// `cluster status` or `cluster wait` found the cluster degraded, or its answer
+    /// partial: look at (or start) the nodes named.
+    #[error("cluster not healthy: {0}")]
+    Unhealthy(String),
+    /// Some of several files failed (each was reported); the others succeeded.
+    #[error("{0}")]
+    SomeFailed(String),
 }
 
 impl ClientError {
@@ -44,7 +51,8 @@ impl ClientError {
             ClientError::Unauthenticated(_) => 7,
             ClientError::PermissionDenied(_) => 8,
             ClientError::AlreadyExists(_) => 9,
-            ClientError::Io { .. } | ClientError::Server { .. } => 1,
+            ClientError::Unhealthy(_) => 10,
+            ClientError::Io { .. } | ClientError::Server { .. } | ClientError::SomeFailed(_) => 1,
         }
     }
 

@@ -4,8 +4,11 @@
 
 pub mod client;
 pub mod error;
+pub mod health;
+pub mod human;
 pub mod ingest;
 pub mod session;
+pub mod walk;
 
 pub use client::{Client, FileInfo};
 pub use error::ClientError;

@@ -1,12 +1,31 @@
 //! `redcloud`: the command-line client. Parses arguments, runs one command through
 //! the client library, prints human or `--json` output, and exits non-zero on failure.
+//!
+//! Exit codes: 0 success; 1 other failure (a local file, several files of which
+//! some failed); 2 bad arguments; 3 no controller reachable (or its name does not
+//! resolve); 4 not found; 5 cluster unavailable; 6 integrity check failed; 7 not
+//! logged in; 8 permission denied; 9 already exists; 10 the cluster is degraded or
+//! its answer partial (`cluster status`, `cluster wait`); 130 stopped by SIGINT
+//! (Ctrl-C); 143 stopped by SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use redcloud_cli::human;
 use redcloud_cli::{Client, ClientError, FileInfo};
+
+/// Prints an informational line (not the data the command was asked for) on
+/// standard output, unless `--quiet`.
+macro_rules! info {
+    ($quiet:expr, $($arg:tt)*) => {
+        if !$quiet {
+            println!($($arg)*);
+        }
+    };
+}
 
 /// RedCloud: a distributed store for plain-text books.
 #[derive(Debug, Parser)]
@@ -26,6 +45,11 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+
+    /// Print only errors and the data asked for (no progress bars, no
+    /// "uploaded ..." lines).
+    #[arg(short, long, global = true)]
+    quiet: bool,
 
     /// A root certificate (PEM) to trust for https:// controllers, besides the
     /// public web roots (a cluster's own CA, or a self-signed certificate).
@@ -61,7 +85,8 @@ enum Command {
     Logout,
     /// Show who the saved token belongs to.
     Whoami,
-    /// Store one or more files (a new version if the name exists).
+    /// Store one or more files (a new version if the name exists). With several
+    /// files, one that fails does not stop the others; a summary lists failures.
     Upload {
         #[arg(required = true)]
         files: Vec<PathBuf>,
@@ -71,6 +96,10 @@ enum Command {
         /// Make the book readable by everyone.
         #[arg(long)]
         public: bool,
+        /// Upload every regular file under the directories given, each named by its
+        /// path relative to the directory (`a/b.txt`); symbolic links are skipped.
+        #[arg(short, long)]
+        recursive: bool,
     },
     /// Fetch one or more files, checking each one's SHA-256.
     Download {
@@ -135,6 +164,11 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
+    /// Print a shell completion script, e.g. `redcloud completions bash >
+    /// /etc/bash_completion.d/redcloud`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page (roff), e.g. `redcloud man | man -l -`.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,8 +189,20 @@ enum IngestSource {
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
-    /// Controllers, chunkservers, health and replication backlog.
+    /// Controllers, chunkservers, health and replication backlog. Exits 10 when the
+    /// cluster is degraded (a node down, chunks lost or under-replicated) or the
+    /// answer partial.
     Status,
+    /// Waits until the cluster is healthy (as `cluster status` judges it); exits
+    /// 10 saying what is still unhealthy if it is not within --timeout.
+    Wait {
+        /// Wait for a healthy cluster (the only condition there is, for now).
+        #[arg(long, required = true)]
+        healthy: bool,
+        /// How long to wait at most: 30s, 2m, 500ms, 1h...
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
     /// Removes a controller or chunkserver that is gone for good, so garbage
     /// collection stops waiting for it. Forgetting a node that is still alive is
     /// refused unless --force: deletes it has not seen may later be undone on it,
@@ -170,30 +216,102 @@ enum ClusterCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("redcloud: error: {e}");
-            ExitCode::from(e.exit_code())
+            eprintln!("redcloud: error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = rt.block_on(async {
+        // Installed before the command starts: in a container the CLI is PID 1,
+        // which the kernel gives no default action for SIGINT and SIGTERM.
+        let stop = interrupted();
+        tokio::pin!(stop);
+        tokio::select! {
+            r = run(cli) => match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("redcloud: error: {e}");
+                    e.exit_code()
+                }
+            },
+            // The command's future is dropped here: its connections close, and a
+            // download's partial file is left behind only if it was mid-write.
+            (code, name) = &mut stop => {
+                eprintln!("redcloud: stopped by {name}");
+                code
+            }
+        }
+    });
+    // Blocking work (a password prompt, a file read) is not waited for.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    ExitCode::from(code)
+}
+
+/// Resolves on the first SIGINT (exit code 130) or SIGTERM (143). The handlers are
+/// installed when this is called, not when it is first polled.
+fn interrupted() -> impl std::future::Future<Output = (u8, &'static str)> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        match (int, term) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => (130, "SIGINT"),
+                _ = term.recv() => (143, "SIGTERM"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("redcloud: warning: cannot handle signals: {e}");
+                std::future::pending().await
+            }
         }
     }
 }
 
+/// Whether to colour text on a stream: only on a terminal, and never when
+/// `NO_COLOR` is set to anything non-empty (<https://no-color.org>).
+fn colour(no_color: Option<std::ffi::OsString>, terminal: bool) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 async fn run(cli: Cli) -> Result<(), ClientError> {
-    if let Command::Upload {
-        files,
-        name: Some(_),
-        ..
-    } = &cli.command
-        && files.len() > 1
-    {
-        return Err(ClientError::InvalidArgument(
-            "--name can only be used with a single file".into(),
-        ));
+    // Commands that need no controller.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = std::io::stdout().lock();
+            clap_complete::generate(*shell, &mut Cli::command(), "redcloud", &mut out);
+            return Ok(());
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut out)
+                .map_err(|e| ClientError::io("the manual page", e))?;
+            use std::io::Write;
+            return std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| ClientError::io("stdout", e));
+        }
+        _ => {}
     }
+    // Every argument is checked before connecting anywhere: a mistake exits at
+    // once, whatever the network does.
+    check_names(&cli.command)?;
+    let uploads = match &cli.command {
+        Command::Upload {
+            files,
+            name,
+            recursive,
+            ..
+        } => Some(plan_uploads(files, name.as_deref(), *recursive)?),
+        _ => None,
+    };
     if let Command::Download {
         names,
         output,
@@ -222,22 +340,37 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
         } => Some(redcloud_cli::ingest::Mirror::new(mirror, layout)?),
         _ => None,
     };
-    // The password is read before connecting (a prompt must not wait on the network).
-    let password = match &cli.command {
+    // The password is read before connecting (a prompt must not wait on the network),
+    // on a blocking thread so that Ctrl-C still stops the CLI at the prompt.
+    let ask = match &cli.command {
         Command::Register {
             password_stdin,
             username,
-        } => Some(read_password(*password_stdin, true, username)?),
+        } => Some((*password_stdin, true, username.clone())),
         Command::Login {
             password_stdin,
             username,
-        } => Some(read_password(*password_stdin, false, username)?),
+        } => Some((*password_stdin, false, username.clone())),
         _ => None,
+    };
+    let password = match ask {
+        Some((stdin, choosing, user)) => Some(
+            tokio::task::spawn_blocking(move || read_password(stdin, choosing, &user))
+                .await
+                .map_err(|e| ClientError::io("the terminal", std::io::Error::other(e)))??,
+        ),
+        None => None,
     };
     let ca = match &cli.ca_file {
         Some(p) => Some(std::fs::read(p).map_err(|e| ClientError::io(p.display(), e))?),
         None => None,
     };
+    if let Command::Cluster {
+        command: ClusterCommand::Wait { timeout, .. },
+    } = &cli.command
+    {
+        return wait_healthy(&cli, ca.as_deref(), *timeout).await;
+    }
     let mut client = Client::connect_with_ca(&cli.controller, ca.as_deref()).await?;
     if password.is_some() && password_in_clear(client.controller(), client.is_tls()) {
         eprintln!(
@@ -257,6 +390,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
     }
     client.set_owner(cli.owner.as_deref());
     let json = cli.json;
+    let quiet = cli.quiet;
     match cli.command {
         Command::Register { username, .. } => {
             let pw = password.unwrap_or_default();
@@ -268,7 +402,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     &serde_json::json!({ "user_id": r.user_id, "username": l.username, "session": saved }),
                 );
             } else {
-                println!("registered {} and logged in", l.username);
+                info!(quiet, "registered {} and logged in", l.username);
             }
         }
         Command::Login { username, .. } => {
@@ -289,10 +423,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         l.renamed_from, l.username
                     );
                 }
-                println!(
+                info!(
+                    quiet,
                     "logged in as {} (token valid until {} UTC)",
                     l.username,
-                    format_ms(l.expires_at_ms)
+                    human::utc_minutes(l.expires_at_ms)
                 );
             }
         }
@@ -307,9 +442,9 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             if json {
                 print_json(&serde_json::json!({ "logged_out": had }));
             } else if had {
-                println!("logged out");
+                info!(quiet, "logged out");
             } else {
-                println!("not logged in");
+                info!(quiet, "not logged in");
             }
         }
         Command::Whoami => {
@@ -331,39 +466,86 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
         }
-        Command::Upload {
-            files,
-            name,
-            public,
-        } => {
+        Command::Upload { public, .. } => {
+            let plan = uploads.unwrap_or_default();
+            let several = plan.files.len() > 1 || !plan.skipped.is_empty();
             let mut results = Vec::new();
-            for path in &files {
-                let name = match &name {
-                    Some(n) => n.clone(),
-                    None => base_name(path)?,
-                };
-                let size = std::fs::metadata(path)
-                    .map_err(|e| ClientError::io(path.display(), e))?
-                    .len();
-                let bar = progress_bar(json, size, &name);
+            let mut failed: Vec<(String, ClientError)> = Vec::new();
+            let mut bytes = 0;
+            for (k, f) in plan.files.iter().enumerate() {
+                let size = std::fs::metadata(&f.path).map_or(0, |m| m.len());
+                let bar = progress_bar(json || quiet, size, &f.name);
                 let b = bar.clone();
                 let r = client
-                    .upload_file(path, &name, public, move |sent| b.set_position(sent))
+                    .upload_file(&f.path, &f.name, public, move |sent| b.set_position(sent))
                     .await;
                 bar.finish_and_clear();
-                let r = r?;
+                let r = match r {
+                    Ok(r) => r,
+                    Err(e) if !several => return Err(e),
+                    // The same for every file that follows: stop, counting them.
+                    Err(
+                        e @ (ClientError::Unreachable { .. } | ClientError::Unauthenticated(_)),
+                    ) => {
+                        eprintln!("redcloud: error: {}: {e}", f.name);
+                        failed.push((f.name.clone(), e));
+                        for rest in &plan.files[k + 1..] {
+                            failed.push((
+                                rest.name.clone(),
+                                ClientError::SomeFailed("not tried (see above)".into()),
+                            ));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        eprintln!("redcloud: error: {}: {e}", f.name);
+                        failed.push((f.name.clone(), e));
+                        continue;
+                    }
+                };
                 redcloud_cli::session::keep_clock(client.causal_clock());
+                let info = r.file.clone().unwrap_or_default();
+                bytes += info.size;
                 if !json {
-                    let f = r.file.clone().unwrap_or_default();
-                    println!(
-                        "uploaded {} ({} bytes, {} chunk(s), on {} chunkserver(s)) version {}",
-                        f.name, f.size, f.chunk_count, r.replicas, f.file_id
+                    info!(
+                        quiet,
+                        "uploaded {} ({}, {} chunk(s), on {} chunkserver(s)) version {}",
+                        info.name,
+                        human::size(info.size),
+                        info.chunk_count,
+                        r.replicas,
+                        info.file_id
                     );
                 }
                 results.push(r);
             }
             if json {
                 print_json(&results);
+            }
+            if several {
+                let total = plan.files.len() + plan.skipped.len();
+                if !json {
+                    info!(
+                        quiet,
+                        "{} of {total} file(s) uploaded ({}), {} failed",
+                        results.len(),
+                        human::size(bytes),
+                        failed.len() + plan.skipped.len()
+                    );
+                }
+                if !failed.is_empty() || !plan.skipped.is_empty() {
+                    eprintln!("failed:");
+                    for (path, why) in &plan.skipped {
+                        eprintln!("  {path}: {why}");
+                    }
+                    for (name, e) in &failed {
+                        eprintln!("  {name}: {e}");
+                    }
+                    return Err(ClientError::SomeFailed(format!(
+                        "{} of {total} file(s) not uploaded",
+                        failed.len() + plan.skipped.len()
+                    )));
+                }
             }
         }
         Command::Download {
@@ -375,7 +557,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             let mut results = Vec::new();
             for name in &names {
                 let out = dir.join(base_name(Path::new(name))?);
-                let bar = progress_bar(json, 0, name);
+                let bar = progress_bar(json || quiet, 0, name);
                 let b = bar.clone();
                 let info = client
                     .download_to(name, version.as_deref(), &out, move |got, total| {
@@ -386,10 +568,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 bar.finish_and_clear();
                 let info = info?;
                 if !json {
-                    println!(
-                        "downloaded {} ({} bytes, sha256 verified) to {}",
+                    info!(
+                        quiet,
+                        "downloaded {} ({}, sha256 verified) to {}",
                         info.name,
-                        info.size,
+                        human::size(info.size),
                         out.display()
                     );
                 }
@@ -417,7 +600,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }
                 return Ok(());
             }
-            let bar = progress_bar(json, 0, &name);
+            let bar = progress_bar(json || quiet, 0, &name);
             let b = bar.clone();
             let info = client
                 .download_to(&name, version.as_deref(), &out, move |got, total| {
@@ -430,10 +613,11 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             if json {
                 print_json(&serde_json::json!({ "file": info, "path": out }));
             } else {
-                println!(
-                    "downloaded {} ({} bytes, sha256 verified) to {}",
+                info!(
+                    quiet,
+                    "downloaded {} ({}, sha256 verified) to {}",
                     info.name,
-                    info.size,
+                    human::size(info.size),
                     out.display()
                 );
             }
@@ -468,14 +652,18 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                                 if count == 0 {
                                     writeln!(
                                         out,
-                                        "{:>12}  {:>6}  {:<36}  NAME",
-                                        "SIZE", "CHUNKS", "VERSION"
+                                        "{:>10}  {:<16}  {:>6}  {:<36}  NAME",
+                                        "SIZE", "UPLOADED (UTC)", "CHUNKS", "VERSION"
                                     )?;
                                 }
                                 writeln!(
                                     out,
-                                    "{:>12}  {:>6}  {:<36}  {}",
-                                    f.size, f.chunk_count, f.file_id, f.name
+                                    "{:>10}  {:<16}  {:>6}  {:<36}  {}",
+                                    human::size(f.size),
+                                    human::utc_minutes(f.created_at_ms),
+                                    f.chunk_count,
+                                    f.file_id,
+                                    f.name
                                 )?;
                             }
                             count += 1;
@@ -505,7 +693,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
             if json {
                 print_json(&serde_json::json!({ "name": name, "versions_deleted": n }));
             } else {
-                println!("deleted {name} ({n} version(s))");
+                info!(quiet, "deleted {name} ({n} version(s))");
             }
         }
         Command::Versions { name } => {
@@ -514,7 +702,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 print_json(&list);
             } else {
                 println!(
-                    "{:<36}  {:>12}  {:<23}  {:<8}  ORIGIN",
+                    "{:<36}  {:>10}  {:<16}  {:<8}  ORIGIN",
                     "VERSION", "SIZE", "UPLOADED (UTC)", "STATE"
                 );
                 for v in &list {
@@ -527,10 +715,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         "earlier"
                     };
                     println!(
-                        "{:<36}  {:>12}  {:<23}  {:<8}  {}",
+                        "{:<36}  {:>10}  {:<16}  {:<8}  {}",
                         f.file_id,
-                        f.size,
-                        format_ms(f.created_at_ms),
+                        human::size(f.size),
+                        human::utc_minutes(f.created_at_ms),
                         state,
                         v.origin
                     );
@@ -545,7 +733,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 let f: FileInfo = s.file.clone().unwrap_or_default();
                 println!("name:     {}", f.name);
                 println!("version:  {}", f.file_id);
-                println!("size:     {} bytes", f.size);
+                println!("size:     {} ({} bytes)", human::size(f.size), f.size);
+                println!("uploaded: {} UTC", human::utc_minutes(f.created_at_ms));
                 println!("sha256:   {}", f.sha256);
                 println!(
                     "chunks:   {} of up to {} bytes",
@@ -611,7 +800,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 }));
             } else {
                 use std::io::IsTerminal;
-                let (on, off) = if std::io::stdout().is_terminal() {
+                let (on, off) = if colour(
+                    std::env::var_os("NO_COLOR"),
+                    std::io::stdout().is_terminal(),
+                ) {
                     ("\x1b[1m", "\x1b[0m")
                 } else {
                     ("[", "]")
@@ -659,9 +851,12 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                         redcloud_cli::session::keep_clock(client.causal_clock());
                         let f = r.file.clone().unwrap_or_default();
                         if !json {
-                            println!(
-                                "ingested ebook #{id} as {} ({} bytes, on {} chunkserver(s))",
-                                f.name, f.size, r.replicas
+                            info!(
+                                quiet,
+                                "ingested ebook #{id} as {} ({}, on {} chunkserver(s))",
+                                f.name,
+                                human::size(f.size),
+                                r.replicas
                             );
                         }
                         results.push(
@@ -707,13 +902,14 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                 if r.chunk_locations > 0 {
                     what.push(format!("{} chunk location(s)", r.chunk_locations));
                 }
-                println!("forgot {node_id}: {}", what.join(", "));
+                info!(quiet, "forgot {node_id}: {}", what.join(", "));
             }
         }
         Command::Cluster {
             command: ClusterCommand::Status,
         } => {
             let s = client.cluster_status().await?;
+            let problems = redcloud_cli::health::problems(&s);
             if json {
                 print_json(&s);
             } else {
@@ -762,10 +958,10 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     let age = if c.last_heartbeat_age_ms == u64::MAX {
                         "never".to_string()
                     } else {
-                        format!("{:.1}s ago", c.last_heartbeat_age_ms as f64 / 1000.0)
+                        format!("{} ago", human::age(c.last_heartbeat_age_ms))
                     };
                     println!(
-                        "  {}  {}  {}  {} chunks, {} bytes used, heartbeat {}",
+                        "  {}  {}  {}  {} chunks, {} used, heartbeat {}",
                         c.node_id,
                         c.grpc_address,
                         match (c.healthy, c.answered) {
@@ -775,7 +971,7 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             (false, false) => "FAILED",
                         },
                         c.chunk_count,
-                        c.used_bytes,
+                        human::size(c.used_bytes),
                         age
                     );
                 }
@@ -824,8 +1020,8 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                             String::new()
                         } else {
                             format!(
-                                "; last error {:.0} s ago: {}",
-                                w.last_error_age_ms as f64 / 1000.0,
+                                "; last error {} ago: {}",
+                                human::age(w.last_error_age_ms),
                                 w.last_error
                             )
                         };
@@ -841,21 +1037,177 @@ async fn run(cli: Cli) -> Result<(), ClientError> {
                     println!("garbage collection waits for:");
                     for w in &s.gc_waits {
                         println!(
-                            "  {}: {}: {} (since {})",
+                            "  {}: {}: {} (since {} UTC)",
                             w.collector,
                             w.node_id,
                             w.reason,
-                            format_ms(w.since_ms)
+                            human::utc_minutes(w.since_ms)
                         );
                     }
                 }
+                if problems.is_empty() {
+                    println!("health: healthy");
+                } else {
+                    println!("health: DEGRADED");
+                    for p in &problems {
+                        println!("  {p}");
+                    }
+                }
+            }
+            if !problems.is_empty() {
+                return Err(ClientError::Unhealthy(problems.join("; ")));
             }
         }
+        // Answered before connecting.
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Cluster {
+            command: ClusterCommand::Wait { .. },
+        } => {}
     }
     Ok(())
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC).
+/// What `upload` stores: the files given, and with `-r` every file under the
+/// directories given; entries of those directories that could not be read.
+#[derive(Default)]
+struct UploadPlan {
+    files: Vec<redcloud_cli::walk::Found>,
+    skipped: Vec<(String, String)>,
+}
+
+/// Checks `upload`'s arguments without connecting: every file exists and is
+/// readable, a directory only with `-r`, every name is one the cluster accepts.
+fn plan_uploads(
+    paths: &[PathBuf],
+    name: Option<&str>,
+    recursive: bool,
+) -> Result<UploadPlan, ClientError> {
+    if name.is_some() && (paths.len() > 1 || recursive) {
+        return Err(ClientError::InvalidArgument(
+            "--name can only be used with a single file".into(),
+        ));
+    }
+    let mut plan = UploadPlan::default();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|e| ClientError::io(path.display(), e))?;
+        if meta.is_dir() {
+            if !recursive {
+                return Err(ClientError::InvalidArgument(format!(
+                    "{} is a directory (upload -r uploads every file under it)",
+                    path.display()
+                )));
+            }
+            let walk = redcloud_cli::walk::files_under(path)?;
+            plan.files.extend(walk.files);
+            plan.skipped.extend(walk.skipped);
+        } else {
+            std::fs::File::open(path).map_err(|e| ClientError::io(path.display(), e))?;
+            let name = match name {
+                Some(n) => n.to_string(),
+                None => base_name(path)?,
+            };
+            plan.files.push(redcloud_cli::walk::Found {
+                path: path.clone(),
+                name,
+            });
+        }
+    }
+    for f in &plan.files {
+        redcloud_common::names::check_name(&f.name)
+            .map_err(|e| ClientError::InvalidArgument(format!("{}: {e}", f.path.display())))?;
+    }
+    if plan.files.is_empty() && plan.skipped.is_empty() {
+        return Err(ClientError::InvalidArgument(
+            "no files to upload under the directories given".into(),
+        ));
+    }
+    Ok(plan)
+}
+
+/// Checks the book names a command was given, before connecting.
+fn check_names(command: &Command) -> Result<(), ClientError> {
+    let names: Vec<&String> = match command {
+        Command::Download { names, .. } => names.iter().collect(),
+        Command::Cat { name, .. }
+        | Command::Rm { name }
+        | Command::Versions { name }
+        | Command::Stat { name, .. } => vec![name],
+        _ => Vec::new(),
+    };
+    for n in names {
+        redcloud_common::names::check_name(n)
+            .map_err(|e| ClientError::InvalidArgument(format!("{n:?}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `cluster wait --healthy`: asks for the cluster's status every half second
+/// (connecting again as needed: the cluster may still be starting) until it is
+/// healthy or `timeout` has passed.
+async fn wait_healthy(cli: &Cli, ca: Option<&[u8]>, timeout: Duration) -> Result<(), ClientError> {
+    let start = tokio::time::Instant::now();
+    let deadline = start + timeout;
+    if !cli.quiet && !cli.json {
+        eprintln!(
+            "waiting up to {} for a healthy cluster",
+            humantime::format_duration(timeout)
+        );
+    }
+    let mut client: Option<Client> = None;
+    let mut last = String::from("no answer yet");
+    loop {
+        let attempt = async {
+            let c = match client.take() {
+                Some(c) => c,
+                None => Client::connect_with_ca(&cli.controller, ca).await?,
+            };
+            let mut c = c;
+            let s = c.cluster_status().await;
+            client = Some(c);
+            s
+        };
+        match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(s)) => {
+                let problems = redcloud_cli::health::problems(&s);
+                if problems.is_empty() {
+                    let waited = start.elapsed();
+                    if cli.json {
+                        print_json(&serde_json::json!({
+                            "healthy": true, "waited_ms": waited.as_millis() as u64,
+                        }));
+                    } else {
+                        info!(
+                            cli.quiet,
+                            "healthy: {} controller(s), {} chunkserver(s) (after {})",
+                            s.controllers.len(),
+                            s.chunkservers.len(),
+                            human::age(waited.as_millis() as u64)
+                        );
+                    }
+                    return Ok(());
+                }
+                last = problems.join("; ");
+            }
+            // Mistakes in the arguments do not go away by waiting.
+            Ok(Err(e @ ClientError::InvalidArgument(_))) => return Err(e),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => {}
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            if cli.json {
+                print_json(&serde_json::json!({ "healthy": false, "still": last }));
+            }
+            return Err(ClientError::Unhealthy(format!(
+                "still not healthy after {}: {last}",
+                humantime::format_duration(timeout)
+            )));
+        }
+        tokio::time::sleep_until(deadline.min(now + Duration::from_millis(500))).await;
+    }
+}
+
 /// Whether a password sent to the controller at `addr` would cross a network
 /// unencrypted (not TLS, and not this machine's loopback).
 fn password_in_clear(addr: &str, tls: bool) -> bool {
@@ -910,27 +1262,6 @@ fn save_login(l: &redcloud_cli::pb::LoginResponse) -> Result<String, ClientError
             .map_or(0, |s| s.clock),
     })?;
     Ok(p.display().to_string())
-}
-
-fn format_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 fn base_name(path: &Path) -> Result<String, ClientError> {
@@ -1014,9 +1345,11 @@ mod tests {
     }
 
     #[test]
-    fn formats_utc_times() {
-        assert_eq!(super::format_ms(0), "1970-01-01 00:00:00");
-        assert_eq!(super::format_ms(1_795_298_125_294), "2026-11-21 21:55:25");
-        assert_eq!(super::format_ms(951_782_400_000), "2000-02-29 00:00:00");
+    fn colour_only_on_a_terminal_and_without_no_color() {
+        use std::ffi::OsString;
+        assert!(super::colour(None, true));
+        assert!(!super::colour(None, false));
+        assert!(!super::colour(Some(OsString::from("1")), true));
+        assert!(super::colour(Some(OsString::new()), true));
     }
 }

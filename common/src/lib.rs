@@ -13,6 +13,7 @@ pub mod hash;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod replication;
 pub mod shutdown;

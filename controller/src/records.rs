@@ -90,8 +90,9 @@ impl Table {
     }
 }
 
-/// The longest file name accepted.
-pub const MAX_NAME_BYTES: usize = 1024;
+/// The longest file name accepted, and the check for a user-chosen file name
+/// (shared with the CLI, which checks names before it connects).
+pub use redcloud_common::names::{MAX_NAME_BYTES, check_name};
 
 /// The most chunks one file version may have (256 GiB at the default 1 MiB chunk
 /// size): a chunk list must fit well inside one replication message.
@@ -109,20 +110,6 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), String> {
         return Err(format!(
             "{what} must be 1-{max} bytes without control characters"
         ));
-    }
-    Ok(())
-}
-
-/// Checks a user-chosen file name.
-pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("file name is empty".into());
-    }
-    if name.len() > MAX_NAME_BYTES {
-        return Err(format!("file name is longer than {MAX_NAME_BYTES} bytes"));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("file name contains control characters".into());
     }
     Ok(())
 }
