@@ -20,3 +20,4 @@ mod t60_repair;
 mod t70_fault_run;
 mod t80_search;
 mod t85_accounts;
+mod t88_admin_api;
