@@ -458,7 +458,8 @@ pub struct HitView {
     pub author: String,
     pub language: String,
     pub score: f64,
-    /// The text around the match, the match between `[` and `]` as the index marks it.
+    /// The text around the match; each matched term between U+0002 and U+0003
+    /// (as the index marks it; a page turns them into highlighting).
     pub snippet: String,
     pub file_id: String,
     pub download: String,
