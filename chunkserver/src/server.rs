@@ -157,11 +157,9 @@ pub async fn start(
             tracing::error!("gRPC server failed: {e}");
         }
     });
-    let n = node.clone();
-    let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
     tasks.spawn(redcloud_common::http::serve(
         listeners.http,
-        handler,
+        crate::http::router(node.clone()),
         shutdown.clone(),
     ));
     tasks.spawn(crate::scrub::run(

@@ -1,21 +1,41 @@
-//! A small HTTP/1.1 layer over hyper for the internal routes, `/health` and `/metrics`:
-//! a server loop with graceful shutdown and a JSON client with timeouts.
+//! HTTP/1.1 for the internal routes, `/health`, `/metrics` and the admin API: the
+//! server side is an axum [`Router`] behind tower-http layers, accepted by a loop
+//! that caps connections and header time; the client side is a JSON client with
+//! timeouts for node-to-node calls.
+//!
+//! Every router served by [`serve`] gets the same protections:
+//! - at most [`MAX_CONNECTIONS`] connections at once (more are closed at once);
+//! - request headers within [`HEADER_DEADLINE`] (hyper closes the connection);
+//! - request bodies of at most [`MAX_BODY_BYTES`] (413 once the limit is passed),
+//!   complete within [`BODY_DEADLINE`] (408, and the connection is closed);
+//! - handlers answer within [`HANDLER_DEADLINE`] (503);
+//! - a debug-level tracing span per request;
+//! - graceful shutdown: on cancellation no new connection is taken and open ones
+//!   finish their current request (for at most [`DRAIN_DEADLINE`]).
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request as AxumRequest};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{
+    DefaultMakeSpan, DefaultOnFailure, DefaultOnRequest, DefaultOnResponse, TraceLayer,
+};
+use tracing::Level;
 
 /// Request bodies larger than this are refused with 413 before they are buffered.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -28,81 +48,118 @@ pub const HEADER_DEADLINE: Duration = Duration::from_secs(5);
 /// connection with it).
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The longest a handler may take once the body is in (503 after it). Longer than
+/// any node-to-node call waits (10 s), so no peer sees it in normal operation.
+pub const HANDLER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long open connections get to finish their request at shutdown.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The most connections one HTTP server serves at once; more are closed at once.
 pub const MAX_CONNECTIONS: usize = 1024;
 
-/// A request as handlers see it: method, path and the whole (bounded) body.
-#[derive(Debug)]
-pub struct HttpRequest {
-    pub method: Method,
-    pub path: String,
-    pub body: Bytes,
-    pub peer: SocketAddr,
-    /// The `x-redcloud-secret` header, if any.
-    pub secret: Option<String>,
+/// A plain-text answer (`text/plain; charset=utf-8`).
+pub fn text(status: StatusCode, body: impl Into<String>) -> AxumResponse {
+    (status, body.into()).into_response()
 }
 
-/// A handler's answer.
-#[derive(Debug)]
-pub struct HttpResponse {
-    pub status: StatusCode,
-    pub content_type: &'static str,
-    pub body: Bytes,
+/// A `/metrics` answer: OpenMetrics text (`crate::metrics::encode`).
+pub fn metrics(body: String) -> AxumResponse {
+    (
+        [(hyper::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+        body,
+    )
+        .into_response()
 }
 
-impl HttpResponse {
-    pub fn text(status: StatusCode, body: impl Into<String>) -> Self {
-        HttpResponse {
-            status,
-            content_type: "text/plain; charset=utf-8",
-            body: Bytes::from(body.into()),
+/// The answer to a path no route serves.
+pub async fn not_found() -> AxumResponse {
+    text(StatusCode::NOT_FOUND, "no such route\n")
+}
+
+/// `router` with the protections every server here has (see the module doc).
+pub fn protect(router: Router) -> Router {
+    // Layers run outside in: the last added runs first.
+    router
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            HANDLER_DEADLINE,
+        ))
+        .layer(axum::middleware::from_fn(read_body_within_deadline))
+        // axum's extractors have their own (2 MB) default; ours is the one limit.
+        // Not tower-http's RequestBodyLimitLayer: it answers 413 on the
+        // content-length before reading anything and closes, and a hyper client
+        // still sending the body sees a broken connection instead of the 413.
+        // Reading up to the limit first (as `read_body_within_deadline` does)
+        // lets the client read the answer.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
+                .on_request(DefaultOnRequest::new().level(Level::DEBUG))
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                // Handlers log their own refusals; a 5xx is not a server fault here.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
+        )
+}
+
+/// Reads the whole body within [`BODY_DEADLINE`] and at most [`MAX_BODY_BYTES`]
+/// before the handler runs, so the handler's own deadline does not count a slow
+/// client's time, and a trickled body loses its connection.
+async fn read_body_within_deadline(req: AxumRequest, next: Next) -> AxumResponse {
+    let (parts, body) = req.into_parts();
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+        .unwrap_or_default();
+    match tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Err(_) => {
+            tracing::debug!(%peer, "http: request body not complete within {BODY_DEADLINE:?}; dropped");
+            let mut r = text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "request body not complete within {} s\n",
+                    BODY_DEADLINE.as_secs()
+                ),
+            );
+            r.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            r
+        }
+        Ok(Err(e)) if is_length_limit(&e) => text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds {MAX_BODY_BYTES} bytes\n"),
+        ),
+        Ok(Err(e)) => text(StatusCode::BAD_REQUEST, format!("bad request body: {e}\n")),
+        Ok(Ok(bytes)) => {
+            next.run(AxumRequest::from_parts(parts, Body::from(bytes)))
+                .await
         }
     }
-
-    pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Self {
-        match serde_json::to_vec(value) {
-            Ok(v) => HttpResponse {
-                status,
-                content_type: "application/json",
-                body: Bytes::from(v),
-            },
-            Err(e) => Self::text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        }
-    }
-
-    /// Prometheus text exposition format.
-    pub fn metrics(body: String) -> Self {
-        HttpResponse {
-            status: StatusCode::OK,
-            content_type: crate::metrics::CONTENT_TYPE,
-            body: Bytes::from(body),
-        }
-    }
-
-    pub fn not_found() -> Self {
-        Self::text(StatusCode::NOT_FOUND, "no such route\n")
-    }
 }
 
-type BoxFut = Pin<Box<dyn Future<Output = HttpResponse> + Send>>;
-
-/// Routes a request to an answer.
-pub type Handler = Arc<dyn Fn(HttpRequest) -> BoxFut + Send + Sync>;
-
-/// Wraps an async function as a [`Handler`].
-pub fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(HttpRequest) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = HttpResponse> + Send + 'static,
-{
-    Arc::new(move |req| Box::pin(f(req)))
+/// Whether `e` (or what it wraps) is a body over its length limit.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` is cancelled, then lets open
-/// connections finish their current request and returns.
-pub async fn serve(listener: TcpListener, handler: Handler, shutdown: CancellationToken) {
+/// Serves `router` (with [`protect`]'s layers) over HTTP/1.1 on `listener` until
+/// `shutdown` is cancelled, then lets open connections finish their current
+/// request and returns.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let app = protect(router);
     let tracker = TaskTracker::new();
-    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -121,13 +178,13 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let handler = handler.clone();
+        let app = app.clone();
         let shutdown = shutdown.clone();
         tracker.spawn(async move {
             let _slot = slot;
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move { Ok::<_, Infallible>(dispatch(req, peer, handler).await) }
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                app.clone().oneshot(req)
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -138,77 +195,13 @@ pub async fn serve(listener: TcpListener, handler: Handler, shutdown: Cancellati
                 r = conn.as_mut() => { if let Err(e) = r { tracing::debug!("http connection from {peer}: {e}"); } }
                 _ = shutdown.cancelled() => {
                     conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                    let _ = tokio::time::timeout(DRAIN_DEADLINE, conn).await;
                 }
             }
         });
     }
     tracker.close();
     tracker.wait().await;
-}
-
-async fn dispatch(
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    handler: Handler,
-) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let collected =
-        tokio::time::timeout(BODY_DEADLINE, Limited::new(body, MAX_BODY_BYTES).collect()).await;
-    let Ok(collected) = collected else {
-        tracing::debug!(%peer, "http: request body not complete within {BODY_DEADLINE:?}; dropped");
-        let mut r = into_hyper(HttpResponse::text(
-            StatusCode::REQUEST_TIMEOUT,
-            format!(
-                "request body not complete within {} s\n",
-                BODY_DEADLINE.as_secs()
-            ),
-        ));
-        r.headers_mut().insert(
-            hyper::header::CONNECTION,
-            hyper::header::HeaderValue::from_static("close"),
-        );
-        return r;
-    };
-    let body = match collected {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            let too_big = e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some();
-            let resp = if too_big {
-                HttpResponse::text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body exceeds {MAX_BODY_BYTES} bytes\n"),
-                )
-            } else {
-                HttpResponse::text(StatusCode::BAD_REQUEST, format!("bad request body: {e}\n"))
-            };
-            return into_hyper(resp);
-        }
-    };
-    let secret = parts
-        .headers
-        .get(SECRET_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let req = HttpRequest {
-        method: parts.method,
-        path: parts.uri.path().to_string(),
-        body,
-        peer,
-        secret,
-    };
-    into_hyper(handler(req).await)
-}
-
-fn into_hyper(r: HttpResponse) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(r.body));
-    *resp.status_mut() = r.status;
-    if let Ok(v) = r.content_type.parse() {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-    }
-    resp
 }
 
 /// Header carrying the shared cluster secret on internal calls (HTTP and gRPC metadata).

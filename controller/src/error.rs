@@ -81,4 +81,27 @@ impl From<ControllerError> for Status {
     }
 }
 
+impl ControllerError {
+    /// The HTTP status the admin API answers this error with (the counterpart of
+    /// the gRPC mapping above).
+    pub fn http_status(&self) -> hyper::StatusCode {
+        use hyper::StatusCode as S;
+        match self {
+            ControllerError::InvalidArgument(_) => S::BAD_REQUEST,
+            ControllerError::NotFound(_) => S::NOT_FOUND,
+            ControllerError::NoChunkservers
+            | ControllerError::NoChunkserverReachable { .. }
+            | ControllerError::InsufficientReplicas { .. }
+            | ControllerError::ChunkUnavailable { .. }
+            | ControllerError::Unavailable(_) => S::SERVICE_UNAVAILABLE,
+            ControllerError::FailedPrecondition(_) | ControllerError::AlreadyExists(_) => {
+                S::CONFLICT
+            }
+            ControllerError::Unauthenticated(_) => S::UNAUTHORIZED,
+            ControllerError::PermissionDenied(_) => S::FORBIDDEN,
+            ControllerError::Db(_) | ControllerError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
 pub type Result<T, E = ControllerError> = std::result::Result<T, E>;

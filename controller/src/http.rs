@@ -1,10 +1,18 @@
-//! The controller's HTTP routes: `/health`, `/metrics` and the internal routes
-//! (`POST /internal/chunkserver/heartbeat`).
+//! The controller's HTTP routes: `/health`, `/metrics`, the internal routes
+//! (`/internal/...`: chunkserver heartbeats, gossip, anti-entropy, peers; they
+//! need the cluster secret) and the read-only admin API (`/api/v1/...`, in
+//! `api.rs`).
 
 use std::sync::Arc;
 
-use hyper::{Method, StatusCode};
-use redcloud_common::http::{HttpRequest, HttpResponse};
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hyper::StatusCode;
+use redcloud_common::http::text;
 use redcloud_common::wire::{Health, Heartbeat, HeartbeatAck};
 
 use crate::error::ControllerError;
@@ -15,48 +23,87 @@ use crate::replication::Replica;
 use crate::replication::{
     DELTA_BUDGET, PeerInfo, Push, PushAck, Summary, SummaryReply, decode, encode,
 };
+use crate::service::ControllerService;
 
-pub async fn route(node: Arc<Node>, req: HttpRequest) -> HttpResponse {
-    if req.path.starts_with("/internal/")
-        && !redcloud_common::http::secret_allows(
-            node.config.cluster_secret.as_deref(),
-            req.secret.as_deref(),
-        )
-    {
-        return HttpResponse::text(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong cluster secret\n",
-        );
-    }
-    match (&req.method, req.path.as_str()) {
-        (&Method::GET, "/health") => HttpResponse::json(
-            StatusCode::OK,
-            &Health {
-                status: "ok".into(),
-                node_id: node.id.clone(),
-                role: "controller".into(),
-            },
-        ),
-        (&Method::GET, "/metrics") => HttpResponse::metrics(node.render_metrics()),
-        (&Method::POST, "/internal/chunkserver/heartbeat") => {
-            heartbeat(&node.replica, &node.registry, &req.body).await
-        }
-        (&Method::POST, "/internal/gossip/receive") => {
-            gossip_receive(&node.replica, &req.body).await
-        }
-        (&Method::POST, "/internal/gossip/state-summary") => {
-            state_summary(&node.replica, &req.body).await
-        }
-        (&Method::POST, "/internal/peers/register") => {
-            register_peer(&node.replica, &req.body).await
-        }
-        (&Method::GET, "/internal/peers") => list_peers(&node.replica),
-        (&Method::GET, "/internal/state") => state(&node.replica).await,
-        _ => HttpResponse::not_found(),
-    }
+/// Every route of a controller's HTTP port; anything else is 404 (also a known
+/// path with another method).
+pub fn router(node: Arc<Node>, service: ControllerService) -> Router {
+    let internal = Router::new()
+        .route("/internal/chunkserver/heartbeat", post(heartbeat_route))
+        .route("/internal/gossip/receive", post(gossip_receive_route))
+        .route("/internal/gossip/state-summary", post(state_summary_route))
+        .route("/internal/peers/register", post(register_peer_route))
+        .route("/internal/peers", get(list_peers_route))
+        .route("/internal/state", get(state_route));
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .merge(internal)
+        .fallback(redcloud_common::http::not_found)
+        .method_not_allowed_fallback(redcloud_common::http::not_found)
+        // On every path under /internal/, known or not, as before routing.
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            require_secret,
+        ))
+        .with_state(node.clone())
+        .nest("/api/v1", crate::api::router(node, service))
 }
 
-async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> HttpResponse {
+/// Internal routes answer only calls carrying the cluster secret (when one is set).
+async fn require_secret(State(node): State<Arc<Node>>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/internal/") {
+        let given = req
+            .headers()
+            .get(redcloud_common::http::SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if !redcloud_common::http::secret_allows(node.config.cluster_secret.as_deref(), given) {
+            return text(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong cluster secret\n",
+            );
+        }
+    }
+    next.run(req).await
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        node_id: node.id.clone(),
+        role: "controller".into(),
+    })
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> Response {
+    redcloud_common::http::metrics(node.render_metrics())
+}
+
+async fn heartbeat_route(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    heartbeat(&node.replica, &node.registry, &body).await
+}
+
+async fn gossip_receive_route(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    gossip_receive(&node.replica, &body).await
+}
+
+async fn state_summary_route(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    state_summary(&node.replica, &body).await
+}
+
+async fn register_peer_route(State(node): State<Arc<Node>>, body: Bytes) -> Response {
+    register_peer(&node.replica, &body).await
+}
+
+async fn list_peers_route(State(node): State<Arc<Node>>) -> Response {
+    list_peers(&node.replica)
+}
+
+async fn state_route(State(node): State<Arc<Node>>) -> Response {
+    state(&node.replica).await
+}
+
+async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> Response {
     let hb: Heartbeat = match serde_json::from_slice(body) {
         Ok(h) => h,
         Err(e) => return refused(node, "heartbeat", e),
@@ -69,7 +116,7 @@ async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> Htt
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(node = %hb.node_id, "refused a heartbeat: {e}");
-            return HttpResponse::text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
+            return text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"));
         }
     };
     // A controller the chunkserver talks to that we have not heard of: a member
@@ -87,45 +134,43 @@ async fn heartbeat(node: &Arc<Replica>, registry: &Registry, body: &[u8]) -> Htt
         node.events.repair_wakeup.notify_one();
     }
     if let Err(e) = crate::health::record_changes(node, registry, outcome.persist).await {
-        return HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
+        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"));
     }
     let mut controllers: Vec<String> = node.peers.all().into_iter().map(|p| p.http_addr).collect();
     controllers.push(node.http_addr());
-    HttpResponse::json(
-        StatusCode::OK,
-        &HeartbeatAck {
-            controller_id: node.id.clone(),
-            controllers,
-        },
-    )
+    Json(HeartbeatAck {
+        controller_id: node.id.clone(),
+        controllers,
+    })
+    .into_response()
 }
 
-fn binary(body: bytes::Bytes) -> HttpResponse {
-    HttpResponse {
-        status: StatusCode::OK,
-        content_type: "application/octet-stream",
+fn binary(body: bytes::Bytes) -> Response {
+    (
+        [(hyper::header::CONTENT_TYPE, "application/octet-stream")],
         body,
-    }
+    )
+        .into_response()
 }
 
-fn malformed(what: &str, e: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::text(StatusCode::BAD_REQUEST, format!("malformed {what}: {e}\n"))
+fn malformed(what: &str, e: impl std::fmt::Display) -> Response {
+    text(StatusCode::BAD_REQUEST, format!("malformed {what}: {e}\n"))
 }
 
-fn internal(e: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+fn internal(e: impl std::fmt::Display) -> Response {
+    text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
 }
 
 /// A message from a peer refused before anything in it was applied: counted,
 /// logged, answered 400.
-fn refused(node: &Replica, what: &str, e: impl std::fmt::Display) -> HttpResponse {
+fn refused(node: &Replica, what: &str, e: impl std::fmt::Display) -> Response {
     node.metrics.peer_messages_refused.inc();
     tracing::warn!("refused a malformed {what} from a peer: {e}");
     malformed(what, e)
 }
 
 /// Push gossip (and the last leg of anti-entropy): apply, and pass on what was new.
-async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
+async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> Response {
     let _one_at_a_time = node.apply_slot.acquire().await;
     let push: Push = match decode(body) {
         Ok(p) => p,
@@ -164,7 +209,7 @@ async fn gossip_receive(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
 
 /// Pull anti-entropy, first leg: `Same` if our vectors hash alike, else our vector
 /// and (given the sender's) what the sender lacks.
-async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
+async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> Response {
     let syn: Summary = match decode(body) {
         Ok(s) => s,
         Err(e) => return refused(node, "state summary", e),
@@ -218,7 +263,7 @@ async fn state_summary(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
 }
 
 /// A controller announcing itself; the answer lists every controller we know.
-async fn register_peer(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
+async fn register_peer(node: &Arc<Replica>, body: &[u8]) -> Response {
     let p: PeerInfo = match serde_json::from_slice(body) {
         Ok(p) => p,
         Err(e) => return refused(node, "peer registration", e),
@@ -238,7 +283,7 @@ async fn register_peer(node: &Arc<Replica>, body: &[u8]) -> HttpResponse {
 }
 
 /// Every controller we know, this one included.
-fn list_peers(node: &Replica) -> HttpResponse {
+fn list_peers(node: &Replica) -> Response {
     let mut list = vec![PeerInfo {
         node_id: node.id.clone(),
         grpc_addr: node.grpc_addr(),
@@ -257,20 +302,18 @@ fn list_peers(node: &Replica) -> HttpResponse {
             });
         }
     }
-    HttpResponse::json(StatusCode::OK, &list)
+    Json(list).into_response()
 }
 
 /// This controller's replication state: digest and version vector (JSON).
-async fn state(node: &Replica) -> HttpResponse {
+async fn state(node: &Replica) -> Response {
     match node.db.call(|s| Ok((s.digest()?, s.vector()))).await {
-        Ok((d, v)) => HttpResponse::json(
-            StatusCode::OK,
-            &serde_json::json!({
+        Ok((d, v)) => Json(serde_json::json!({
                 "node_id": node.id,
                 "digest": d.to_hex(),
                 "vector": v.0.iter().map(|(o, s)| (o.to_string(), *s)).collect::<std::collections::BTreeMap<_, _>>(),
-            }),
-        ),
+        }))
+        .into_response(),
         Err(e) => internal(e),
     }
 }

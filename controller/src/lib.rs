@@ -4,6 +4,7 @@
 //! Entry point: [`server::start`] / [`server::run`] with a [`config::Config`], the
 //! bound [`server::Listeners`] and a shutdown token. `main.rs` only parses flags.
 
+pub mod api;
 pub mod auth;
 pub mod chunks;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod replication;
 pub mod search;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod upload;
 pub mod workers;
 

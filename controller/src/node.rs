@@ -54,6 +54,8 @@ pub struct Node {
     /// Background work (late chunk copies, pushes) that shutdown waits for.
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
+    /// When this controller started (its uptime in the admin API).
+    pub started: std::time::Instant,
 }
 
 impl Node {

@@ -130,6 +130,19 @@ impl SearchIndex {
         .await
         .map_err(|e| SearchError::Unavailable(format!("search task failed: {e}")))?
     }
+
+    /// Indexing progress: books in the index and current books still pending (on
+    /// the blocking pool, as a search).
+    pub async fn progress(self: &Arc<Self>) -> Result<(u64, u64), SearchError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let ix = me.reader.lock().unwrap_or_else(|e| e.into_inner());
+            let (books, _) = ix.size()?;
+            Ok((books, me.pending.load(std::sync::atomic::Ordering::Relaxed)))
+        })
+        .await
+        .map_err(|e| SearchError::Unavailable(format!("search task failed: {e}")))?
+    }
 }
 
 /// The indexer worker: a pass at start, on every change of files, and every

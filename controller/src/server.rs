@@ -207,16 +207,17 @@ pub async fn start(
         workers: workers.clone(),
         tasks: node_tasks.clone(),
         shutdown: shutdown.clone(),
+        started: std::time::Instant::now(),
     });
 
     let tasks = TaskTracker::new();
     // The HTTP routes and discovery first: peers' clocks are sampled (from their
     // answers) before this controller writes anything.
-    let n = node.clone();
-    let handler = redcloud_common::http::handler(move |req| crate::http::route(n.clone(), req));
+    // One client API for gRPC and the HTTP admin API (they share its transfer slots).
+    let service = ControllerService::new(node.clone());
     tasks.spawn(redcloud_common::http::serve(
         listeners.http,
-        handler,
+        crate::http::router(node.clone(), service.clone()),
         shutdown.clone(),
     ));
     workers.spawn(
@@ -238,7 +239,7 @@ pub async fn start(
     }
     tracing::info!(node_id = %node.id, grpc = %node.grpc_addr(), http = %node.http_addr(), "controller started");
 
-    let svc = ControllerServer::new(ControllerService::new(node.clone()))
+    let svc = ControllerServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let incoming = redcloud_proto::incoming::limited(

@@ -2,7 +2,6 @@
 //! the upload/download/db code, and converts back; errors become statuses in
 //! `error.rs` only.
 
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -39,6 +38,14 @@ const MAX_SEARCH_PAGES: usize = 20;
 
 /// How long an upload or download waits for one of the [`MAX_TRANSFERS`] slots.
 pub const TRANSFER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What a transfer is told when no slot freed up within [`TRANSFER_WAIT`].
+pub fn transfers_full() -> String {
+    format!(
+        "this controller is serving {MAX_TRANSFERS} uploads and downloads; try again later or \
+         another controller"
+    )
+}
 
 impl ControllerService {
     /// Moves this controller's clock past a client's causal context (`after`: the
@@ -79,13 +86,89 @@ impl ControllerService {
 
     /// A slot among the [`MAX_TRANSFERS`], held until the transfer ends.
     async fn transfer_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.wait_for_transfer_slot()
+            .await
+            .ok_or_else(|| Status::resource_exhausted(transfers_full()))
+    }
+
+    /// A slot among the [`MAX_TRANSFERS`] (shared by gRPC and HTTP downloads), or
+    /// `None` when none freed up within [`TRANSFER_WAIT`].
+    pub(crate) async fn wait_for_transfer_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         match tokio::time::timeout(TRANSFER_WAIT, self.transfers.clone().acquire_owned()).await {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(Status::resource_exhausted(format!(
-                "this controller is serving {MAX_TRANSFERS} uploads and downloads; try again \
-                 later or another controller"
-            ))),
+            Ok(Ok(p)) => Some(p),
+            _ => None,
         }
+    }
+
+    /// A page of the current public books (of every owner, anonymous included)
+    /// whose name starts with `prefix`, after the page `page_token` names; and the
+    /// token of the next page (empty: this was the last).
+    pub(crate) async fn list_public(
+        &self,
+        prefix: String,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<(Vec<pb::FileInfo>, String), ControllerError> {
+        let limit = page_size_of(page_size);
+        let after = match decode_cursor(page_token)? {
+            None => None,
+            Some(ListCursor::Public { n, o }) => Some((n, o)),
+            Some(ListCursor::Own { .. }) => {
+                return Err(bad_page_token("it is not one of this listing"));
+            }
+        };
+        let (files, next) = self
+            .node
+            .db
+            .call(move |s| {
+                let after = after.as_ref().map(|(n, o)| (n.as_str(), o.as_str()));
+                // No owner is excluded ("" is nobody's id).
+                let p = meta::list_public_page(s.conn(), "", &prefix, after, limit)?;
+                Ok((p.items, p.next.map(|(n, o)| ListCursor::Public { n, o })))
+            })
+            .await?;
+        let files: Vec<&FileRecord> = files.iter().filter(|f| f.public).collect();
+        let names = self.owner_names(&files).await?;
+        Ok((
+            files.iter().map(|f| file_info(f, &names)).collect(),
+            encode_cursor(next.as_ref()),
+        ))
+    }
+
+    /// Up to `want` hits for `q` among the books `visible` lets through, ranked;
+    /// and the index's progress (books indexed, books pending). The index ranks
+    /// every book; pages of `want` hits are read until `want` are visible (or the
+    /// hits end), so books the caller may not read never leave a short answer.
+    pub(crate) async fn search_visible(
+        &self,
+        mut q: redcloud_search::index::Query,
+        want: usize,
+        visible: &(dyn Fn(&FileRecord) -> bool + Sync),
+    ) -> Result<(Vec<pb::SearchHit>, u64, u64), ControllerError> {
+        self.node.metrics.searches.inc();
+        let mut out: Vec<pb::SearchHit> = Vec::new();
+        let (mut indexed, mut pending) = (0, 0);
+        for _page in 0..MAX_SEARCH_PAGES {
+            let (hits, n, p) = self
+                .node
+                .search
+                .search(q.clone())
+                .await
+                .map_err(|e| match e {
+                    redcloud_search::index::SearchError::BadQuery(m) => {
+                        ControllerError::InvalidArgument(format!("invalid query: {m}"))
+                    }
+                    e => ControllerError::Internal(e.to_string()),
+                })?;
+            (indexed, pending) = (n, p);
+            let last_page = hits.len() < q.limit;
+            self.visible_hits(hits, visible, want, &mut out).await?;
+            if last_page || out.len() >= want {
+                break;
+            }
+            q.offset += q.limit;
+        }
+        Ok((out, indexed, pending))
     }
 
     /// Appends to `out` (up to `want` in all) the `hits` whose version the caller
@@ -93,10 +176,10 @@ impl ControllerService {
     async fn visible_hits(
         &self,
         hits: Vec<redcloud_search::index::Hit>,
-        caller: &Option<Caller>,
+        visible: &(dyn Fn(&FileRecord) -> bool + Sync),
         want: usize,
         out: &mut Vec<pb::SearchHit>,
-    ) -> Result<(), Status> {
+    ) -> Result<(), ControllerError> {
         let ids: Vec<String> = hits.iter().map(|h| h.file_id.clone()).collect();
         let files = self
             .node
@@ -113,13 +196,13 @@ impl ControllerService {
                 Ok(out)
             })
             .await?;
-        let visible: Vec<&FileRecord> = files.values().filter(|f| readable(f, caller)).collect();
-        let names = self.owner_names(&visible).await?;
+        let shown: Vec<&FileRecord> = files.values().filter(|f| visible(f)).collect();
+        let names = self.owner_names(&shown).await?;
         for h in hits {
             if out.len() >= want {
                 break;
             }
-            let Some(f) = files.get(&h.file_id).filter(|f| readable(f, caller)) else {
+            let Some(f) = files.get(&h.file_id).filter(|f| visible(f)) else {
                 continue;
             };
             out.push(pb::SearchHit {
@@ -155,7 +238,11 @@ impl ControllerService {
 
     /// The owner id a name-addressed call looks in: the caller's own books (or the
     /// anonymous ones, without a token) unless `owner` names a user.
-    async fn namespace(&self, caller: &Option<Caller>, owner: &str) -> Result<String, Status> {
+    pub(crate) async fn namespace(
+        &self,
+        caller: &Option<Caller>,
+        owner: &str,
+    ) -> Result<String, ControllerError> {
         if owner.is_empty() {
             return Ok(own_namespace(caller));
         }
@@ -170,7 +257,7 @@ impl ControllerService {
             .await?;
         match found.into_iter().find(|a| a.name == owner) {
             Some(a) => Ok(a.user_id),
-            None => Err(ControllerError::NotFound(format!("no user {owner:?}")).into()),
+            None => Err(ControllerError::NotFound(format!("no user {owner:?}"))),
         }
     }
 
@@ -178,20 +265,19 @@ impl ControllerService {
     async fn owner_names(
         &self,
         files: &[&FileRecord],
-    ) -> Result<std::collections::HashMap<String, String>, Status> {
+    ) -> Result<std::collections::HashMap<String, String>, ControllerError> {
         let ids: Vec<String> = files
             .iter()
             .map(|f| f.owner.clone())
             .filter(|o| o != ANONYMOUS)
             .collect();
-        Ok(self
-            .node
+        self.node
             .db
             .call(move |s| meta::users::names_of(s.conn(), ids))
-            .await?)
+            .await
     }
 
-    async fn info(&self, f: &FileRecord) -> Result<pb::FileInfo, Status> {
+    pub(crate) async fn info(&self, f: &FileRecord) -> Result<pb::FileInfo, ControllerError> {
         let names = self.owner_names(&[f]).await?;
         Ok(file_info(f, &names))
     }
@@ -204,7 +290,7 @@ pub const DEFAULT_PAGE: usize = 1000;
 /// MAX_MESSAGE_BYTES).
 pub const MAX_PAGE: usize = 5000;
 
-fn page_size(asked: u32) -> usize {
+pub(crate) fn page_size_of(asked: u32) -> usize {
     match asked {
         0 => DEFAULT_PAGE,
         n => (n as usize).min(MAX_PAGE),
@@ -232,11 +318,10 @@ struct VersionsCursor {
 /// Longest page token accepted (hex of a cursor holding one name).
 const MAX_PAGE_TOKEN: usize = 8 * 1024;
 
-fn bad_page_token(why: &str) -> Status {
+fn bad_page_token(why: &str) -> ControllerError {
     ControllerError::InvalidArgument(format!(
         "bad page_token ({why}): pass the next_page_token of the previous page, or none"
     ))
-    .into()
 }
 
 /// A page token is the hex of the cursor's JSON: opaque to clients, valid at
@@ -247,7 +332,9 @@ fn encode_cursor<T: serde::Serialize>(c: Option<&T>) -> String {
         .unwrap_or_default()
 }
 
-fn decode_cursor<T: serde::de::DeserializeOwned>(token: &str) -> Result<Option<T>, Status> {
+fn decode_cursor<T: serde::de::DeserializeOwned>(
+    token: &str,
+) -> Result<Option<T>, ControllerError> {
     if token.is_empty() {
         return Ok(None);
     }
@@ -477,7 +564,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<pb::ListResponse>, Status> {
         let caller = self.caller(&request).await?;
         let req = request.into_inner();
-        let limit = page_size(req.page_size);
+        let limit = page_size_of(req.page_size);
         let cursor: Option<ListCursor> = decode_cursor(&req.page_token)?;
         let prefix = req.prefix;
         let (files, next) = if req.owner.is_empty() {
@@ -516,7 +603,7 @@ impl Controller for ControllerService {
                 None => String::new(),
                 Some(ListCursor::Own { n }) => n,
                 Some(ListCursor::Public { .. }) => {
-                    return Err(bad_page_token("it is not one of this listing"));
+                    return Err(bad_page_token("it is not one of this listing").into());
                 }
             };
             self.node
@@ -575,7 +662,7 @@ impl Controller for ControllerService {
             0 => 10,
             n => (n as usize).min(redcloud_search::index::MAX_LIMIT),
         };
-        let mut q = redcloud_search::index::Query {
+        let q = redcloud_search::index::Query {
             text: r.query,
             author: opt(r.author),
             language: opt(r.language),
@@ -583,32 +670,10 @@ impl Controller for ControllerService {
             limit: want,
             offset: 0,
         };
-        self.node.metrics.searches.inc();
-        // The index ranks every book; only those the caller may read are answered.
-        // Pages of `want` hits are read until `want` are visible (or the hits end),
-        // so other users' private books never leave a short answer.
-        let mut out: Vec<pb::SearchHit> = Vec::new();
-        let (mut indexed, mut pending) = (0, 0);
-        for _page in 0..MAX_SEARCH_PAGES {
-            let (hits, n, p) = self
-                .node
-                .search
-                .search(q.clone())
-                .await
-                .map_err(|e| match e {
-                    redcloud_search::index::SearchError::BadQuery(m) => {
-                        ControllerError::InvalidArgument(format!("invalid query: {m}"))
-                    }
-                    e => ControllerError::Internal(e.to_string()),
-                })?;
-            (indexed, pending) = (n, p);
-            let last_page = hits.len() < q.limit;
-            self.visible_hits(hits, &caller, want, &mut out).await?;
-            if last_page || out.len() >= want {
-                break;
-            }
-            q.offset += q.limit;
-        }
+        // Only the books the caller may read are answered.
+        let (out, indexed, pending) = self
+            .search_visible(q, want, &|f| readable(f, &caller))
+            .await?;
         Ok(Response::new(pb::SearchResponse {
             hits: out,
             indexed_books: indexed,
@@ -623,7 +688,7 @@ impl Controller for ControllerService {
         let caller = self.caller(&request).await?;
         let name = convert::required("name", &request.get_ref().name)?.to_string();
         let owner = self.namespace(&caller, &request.get_ref().owner).await?;
-        let limit = page_size(request.get_ref().page_size);
+        let limit = page_size_of(request.get_ref().page_size);
         let first_page = request.get_ref().page_token.is_empty();
         let mut cursor: Option<VersionsCursor> = decode_cursor(&request.get_ref().page_token)?;
         // Pages until one holds a version the caller may read, or none are left (so
@@ -725,141 +790,9 @@ impl Controller for ControllerService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let (controllers, files, live, digest, vector) = self
-            .node
-            .db
-            .call(|s| {
-                let c = s.conn();
-                Ok((
-                    meta::controllers(c)?,
-                    meta::live_file_count(c)?,
-                    meta::live_chunk_locations(c)?,
-                    s.digest()?,
-                    s.vector(),
-                ))
-            })
-            .await?;
-        let servers = self.node.registry.snapshot();
-        let healthy: HashSet<_> = servers
-            .iter()
-            .filter(|s| s.healthy)
-            .map(|s| s.record.node_id.clone())
-            .collect();
-        let under = live
-            .values()
-            .filter(|holders| healthy.iter().any(|h| !holders.contains(h)))
-            .count() as u64;
-        // Live checks, in parallel and short: a node that does not answer makes the
-        // answer partial rather than slow.
-        let check = std::time::Duration::from_millis(400);
-        let cs_live = futures::future::join_all(servers.iter().map(|s| {
-            let node = self.node.clone();
-            let addr = s.record.grpc_addr.clone();
-            async move {
-                let c = node.chunks.client(&addr).ok()?;
-                tokio::time::timeout(check, c.stat(&[])).await.ok()?.ok()
-            }
-        }))
-        .await;
-        let ctl_live = futures::future::join_all(controllers.iter().map(|(id, _, http)| {
-            let node = self.node.clone();
-            let (me, http) = (id == &self.node.id, http.clone());
-            async move {
-                me || tokio::time::timeout(check, node.net.get(&http, "/health"))
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-            }
-        }))
-        .await;
-        let repair = self.node.repair_report();
-        Ok(Response::new(pb::ClusterStatusResponse {
-            controller_id: self.node.id.to_string(),
-            controllers_answered: ctl_live.iter().filter(|r| **r).count() as u32,
-            controllers: controllers
-                .into_iter()
-                .zip(ctl_live)
-                .map(|((id, grpc, http), reachable)| pb::ControllerStatus {
-                    is_self: id == self.node.id,
-                    node_id: id.to_string(),
-                    grpc_address: grpc,
-                    http_address: http,
-                    reachable,
-                })
-                .collect(),
-            chunkservers_answered: cs_live.iter().filter(|r| r.is_some()).count() as u32,
-            chunkservers: servers
-                .into_iter()
-                .zip(cs_live)
-                .map(|(s, live)| pb::ChunkserverStatus {
-                    node_id: s.record.node_id.to_string(),
-                    grpc_address: s.record.grpc_addr,
-                    healthy: s.healthy,
-                    answered: live.is_some(),
-                    chunk_count: live
-                        .as_ref()
-                        .map(|l| l.chunk_count)
-                        .unwrap_or(s.chunk_count),
-                    capacity_bytes: live
-                        .as_ref()
-                        .map(|l| l.capacity_bytes)
-                        .unwrap_or(s.capacity_bytes),
-                    used_bytes: live.as_ref().map(|l| l.used_bytes).unwrap_or(s.used_bytes),
-                    last_heartbeat_age_ms: s
-                        .last_heartbeat_age
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(u64::MAX),
-                })
-                .collect(),
-            file_count: files,
-            chunk_count: live.len() as u64,
-            min_chunk_replicas: self.node.config.min_chunk_replicas,
-            under_replicated_chunks: under,
-            state_digest: digest.to_hex(),
-            version_vector: vector
-                .0
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            repair_backlog: repair.missing_copies,
-            lost_chunks: repair.lost_chunks,
-            gc_waits: self
-                .node
-                .membership
-                .gc_waits()
-                .into_iter()
-                .map(|(collector, w)| pb::GcWait {
-                    collector: collector.to_string(),
-                    node_id: w.node.to_string(),
-                    reason: w.reason,
-                    since_ms: w.since_ms,
-                })
-                .collect(),
-            workers: self
-                .node
-                .workers
-                .status()
-                .into_iter()
-                .map(|w| pb::WorkerStatus {
-                    name: w.name.to_string(),
-                    state: w.state.to_string(),
-                    units: w.units,
-                    errors: w.errors,
-                    last_error: w.last_error.unwrap_or_default(),
-                    last_error_age_ms: w.last_error_age_ms.unwrap_or(0),
-                    unit_ms: w.unit_ms,
-                })
-                .collect(),
-            clock_skew_ms: self.node.hlc.skew_ms(),
-            records_held_clock_ahead: self.node.metrics.records_held_clock_ahead.get(),
-            members: self
-                .node
-                .membership
-                .members()
-                .await?
-                .into_iter()
-                .map(|m| m.to_string())
-                .collect(),
-        }))
+        Ok(Response::new(
+            crate::status::cluster_status(&self.node).await?.status,
+        ))
     }
 
     async fn register(

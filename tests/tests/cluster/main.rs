@@ -20,5 +20,6 @@ mod t60_repair;
 mod t70_fault_run;
 mod t80_search;
 mod t85_accounts;
+mod t88_admin_api;
 mod t90_logs;
 mod t92_metrics;
