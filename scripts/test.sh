@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test RedCloud has: the Rust tests (unit, property, cluster tests on real
-# servers, the short seeded fault run, the CLI binary), every fuzz target for a
+# servers, the short seeded fault run, the CLI binary), the monitoring checks
+# (scripts/check-monitoring.sh: promtool on the alert rules and their tests, the
+# Prometheus config, the Grafana dashboard), every fuzz target for a
 # few seconds (scripts/fuzz.sh; REDCLOUD_FUZZ_SECONDS), then the container suite
 # (images built with scripts/build-images.sh, then scripts/container-test.sh on a
 # bridge network and on a swarm overlay network). The container suite skips, with a
@@ -15,6 +17,9 @@ cargo test --workspace --locked 2>&1 | tee "$log"
 # One closing line over every test binary (cargo prints one "test result" per binary).
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i; if (p == 0) exit 1 }' "$log"
+
+echo "==> monitoring: alert rules, their unit tests, Prometheus config, dashboard (scripts/check-monitoring.sh)"
+scripts/check-monitoring.sh
 
 echo "==> fuzz targets, ${REDCLOUD_FUZZ_SECONDS:-15} s each (scripts/fuzz.sh)"
 REDCLOUD_FUZZ_DEV=1 scripts/fuzz.sh "${REDCLOUD_FUZZ_SECONDS:-15}"
