@@ -161,3 +161,66 @@ async fn metrics_carry_rpc_histograms_build_process_and_cluster_figures() {
         }
     }
 }
+
+/// Every name the alert rules and the Grafana dashboard may use
+/// (`deploy/metrics.txt`, which `scripts/check-monitoring.sh` holds them to) is
+/// one the nodes really serve: a renamed metric fails here, not silently in a
+/// dashboard.
+#[tokio::test]
+async fn every_name_the_alerts_and_dashboard_use_is_served() {
+    use redcloud_tests::ClusterSpec;
+    let cluster = TestCluster::with(ClusterSpec {
+        controllers: 2,
+        ..ClusterSpec::default()
+    })
+    .await;
+    let mut client = cluster.client().await;
+    client
+        .upload_bytes(bytes::Bytes::from_static(b"A book.\n"), "a.txt", false)
+        .await
+        .expect("upload");
+    let listed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/metrics.txt"),
+    )
+    .expect("deploy/metrics.txt");
+    let want: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        // Added by Prometheus itself.
+        .filter(|l| *l != "up")
+        .collect();
+    assert!(want.len() > 50, "{listed}");
+    let mut addrs: Vec<String> = cluster
+        .controllers
+        .iter()
+        .map(|c| c.http_addr.to_string())
+        .collect();
+    addrs.push(cluster.chunkservers[0].http_addr.to_string());
+    // Polled to a deadline: the peer family appears after the first exchange,
+    // the cluster gauges after a repair pass.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let mut served = std::collections::BTreeSet::new();
+        for a in &addrs {
+            let (_, _, text) = get(a, "/metrics").await;
+            for series in samples(&text).keys() {
+                served.insert(series.split('{').next().unwrap_or(series).to_string());
+            }
+        }
+        let missing: Vec<&str> = want
+            .iter()
+            .copied()
+            .filter(|n| !served.contains(*n))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "listed in deploy/metrics.txt but not served: {missing:?}"
+        );
+    }
+}
