@@ -5,8 +5,10 @@
 # Prometheus config, the Grafana dashboard), every fuzz target for a
 # few seconds (scripts/fuzz.sh; REDCLOUD_FUZZ_SECONDS), then the container suite
 # (images built with scripts/build-images.sh, then scripts/container-test.sh on a
-# bridge network and on a swarm overlay network). The container suite skips, with a
-# message, where no Docker engine answers; REDCLOUD_SKIP_CONTAINERS=1 skips it too.
+# bridge network and on a swarm overlay network, then scripts/swarm-test.sh: the
+# swarm stack deployed, scaled and rolled over). The container suite skips, with a
+# message, where no Docker engine answers; REDCLOUD_SKIP_CONTAINERS=1 skips it too,
+# REDCLOUD_SKIP_SWARM=1 the swarm stack test alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,4 +35,9 @@ else
   scripts/build-images.sh
   scripts/container-test.sh bridge
   scripts/container-test.sh overlay
+  if [ "${REDCLOUD_SKIP_SWARM:-0}" = 1 ]; then
+    echo "swarm stack test: SKIPPED (REDCLOUD_SKIP_SWARM=1)"
+  else
+    scripts/swarm-test.sh
+  fi
 fi
