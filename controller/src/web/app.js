@@ -196,9 +196,11 @@ async function getJson(path) {
 }
 
 async function search(ev) {
-  ev.preventDefault();
+  if (ev) ev.preventDefault();
   const q = $("search-q").value.trim();
   if (!q) return;
+  // The address names the search, so it can be shared or reloaded.
+  history.replaceState(null, "", "?q=" + encodeURIComponent(q));
   const status = $("search-status");
   const list = $("search-results");
   status.textContent = "searching…";
@@ -259,5 +261,10 @@ async function refreshBooks() {
 }
 
 $("search-form").addEventListener("submit", search);
+const asked = new URLSearchParams(location.search).get("q");
+if (asked) {
+  $("search-q").value = asked;
+  search();
+}
 refreshCluster();
 refreshBooks();

@@ -340,6 +340,25 @@ async fn the_dashboard_shows_three_controllers_the_books_and_turns_degraded() {
         "the page says it cannot reach the controller:\n{dom}"
     );
 
+    // A search named in the address runs on load; matches are <mark> elements.
+    let found = dom_once(
+        &format!("{url}?q=Ishmael"),
+        "the page's search finds the public book",
+        |dom| dom.contains("<mark>"),
+    )
+    .await;
+    let results = found
+        .find(r#"<ol id="search-results">"#)
+        .map(|i| &found[i..])
+        .and_then(|r| r.split("</ol>").next())
+        .unwrap_or("");
+    assert!(results.contains("<mark>Ishmael</mark>"), "{results}");
+    assert!(
+        results.contains(r#"href="/api/v1/files/tester/dashboard%20%3Cmoby%3E.txt""#),
+        "{results}"
+    );
+    assert!(!results.contains(['\u{2}', '\u{3}']), "{results}");
+
     let down = cluster.chunkservers[2].chunkserver().id.to_string();
     cluster.chunkservers[2].stop();
     let dom = dom_once(&url, "the dashboard shows the cluster degraded", |dom| {
