@@ -1,7 +1,8 @@
 //! The controller's HTTP routes: `/health`, `/metrics`, the internal routes
 //! (`/internal/...`: chunkserver heartbeats, gossip, anti-entropy, peers; they
-//! need the cluster secret) and the read-only admin API (`/api/v1/...`, in
-//! `api.rs`).
+//! need the cluster secret), the read-only admin API (`/api/v1/...`, in
+//! `api.rs`) and the web dashboard over it (`/` and `/ui/...`, in
+//! `dashboard.rs`).
 
 use std::sync::Arc;
 
@@ -38,6 +39,7 @@ pub fn router(node: Arc<Node>, service: ControllerService) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .merge(crate::dashboard::router())
         .merge(internal)
         .fallback(redcloud_common::http::not_found)
         .method_not_allowed_fallback(redcloud_common::http::not_found)

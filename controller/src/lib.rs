@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod chunks;
 pub mod config;
+pub mod dashboard;
 pub mod download;
 pub mod error;
 pub mod events;

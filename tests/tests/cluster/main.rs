@@ -23,3 +23,4 @@ mod t85_accounts;
 mod t88_admin_api;
 mod t90_logs;
 mod t92_metrics;
+mod t95_dashboard;
