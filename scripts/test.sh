@@ -34,6 +34,7 @@ elif ! docker info >/dev/null 2>&1; then
 else
   scripts/build-images.sh
   scripts/cli-container-test.sh
+  scripts/compose-test.sh
   scripts/container-test.sh bridge
   scripts/container-test.sh overlay
   if [ "${REDCLOUD_SKIP_SWARM:-0}" = 1 ]; then
